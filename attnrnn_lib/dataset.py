@@ -88,8 +88,8 @@ class _Batch:
 _BATCH = 16  # NoteSequences per worker task: enough examples to checksum them together
 
 
-def _process(batch: _Batch) -> list[tuple[str, bytes, int, collections.Counter]]:
-    """Per NoteSequence of the batch: (split, framed TFRecord bytes of its examples, count, statistics)."""
+def _process(batch: _Batch) -> list[tuple[str, bytes, collections.Counter]]:
+    """Per NoteSequence of the batch: (split, framed TFRecord bytes of its examples, statistics)."""
     out = []
     for i, record in enumerate(batch.records):
         seq = music_pb2.NoteSequence.FromString(record)
@@ -105,7 +105,7 @@ def _process(batch: _Batch) -> list[tuple[str, bytes, int, collections.Counter]]
     result, pos = [], 0
     for split, examples, stats in out:
         size = sum(len(e) + 16 for e in examples)
-        result.append((split, framed[pos:pos + size], len(examples), stats))
+        result.append((split, framed[pos:pos + size], stats))
         pos += size
     return result
 
@@ -171,10 +171,10 @@ def create_dataset(records: Iterable[bytes], output_dir: str, eval_ratio: float 
     try:
         for results in ordered_map(_process, jobs, num_workers or default_workers(), desc="melodies",
                                    unit=f"x{_BATCH} seq"):
-            for split, framed, count, stats in results:
+            for split, framed, stats in results:
                 report.inputs[split] += 1
                 report.stats[split].update(stats)
-                writers[split].write_framed(framed, count)
+                writers[split].write_framed(framed)
     except BaseException:
         for w in writers.values():
             w.abort()

@@ -153,10 +153,11 @@ def extract_melodies(quantized: music_pb2.NoteSequence, rules: ExtractionRules,
         playable_starts = [p[0] for p in playable]
         search_start = 0
         while True:
-            if bisect.bisect_left(starts, search_start) == len(starts):
+            first_index = bisect.bisect_left(starts, search_start)
+            if first_index == len(starts):
                 break  # no notes left at all (drums included): note-seq returns an empty melody
             # Drums and silent notes still decide where the melody's first bar starts (note-seq sorts them in).
-            first_any = starts[bisect.bisect_left(starts, search_start)]
+            first_any = starts[first_index]
             origin = first_any - (first_any - search_start) % steps_per_bar
             rest = playable[bisect.bisect_left(playable_starts, search_start):]
             try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -177,12 +177,10 @@ class AtomicTFRecordWriter:
         self._file = os.fdopen(fd, "wb")
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self.count = 0
 
     def write(self, record: bytes) -> None:
         self._pending.append(record)
         self._pending_bytes += len(record)
-        self.count += 1
         if self._pending_bytes >= _FLUSH_BYTES:
             self._flush()
 
@@ -190,11 +188,10 @@ class AtomicTFRecordWriter:
         for r in records:
             self.write(r)
 
-    def write_framed(self, blob: bytes, count: int) -> None:
+    def write_framed(self, blob: bytes) -> None:
         """Appends records already framed by `frame_records` (e.g. in a worker process)."""
         self._flush()
         self._file.write(blob)
-        self.count += count
 
     def _flush(self) -> None:
         if self._pending:
@@ -229,8 +226,3 @@ class AtomicTFRecordWriter:
         else:
             self.abort()
 
-
-def iter_records(paths: Iterable[str | os.PathLike]) -> Iterator[bytes]:
-    """Records of several TFRecord files, in order."""
-    for p in paths:
-        yield from read_records(p)

@@ -68,7 +68,7 @@ def write_midi(path: pathlib.Path, tracks: list[list[tuple[int, float, float]]],
 
 
 def scale_melody(bars: int = 8, start: float = 0.0, pitch0: int = 60, step: float = 0.25) -> list:
-    """A monophonic line of eighth... quarter notes walking a C major scale for `bars` bars at 120 qpm."""
+    """A monophonic line walking a C major scale for `bars` bars at 120 qpm (`step` seconds per note)."""
     scale = [0, 2, 4, 5, 7, 9, 11, 12]
     n = int(bars * 2.0 / step)
     return [(pitch0 + scale[i % len(scale)], start + i * step, start + (i + 1) * step) for i in range(n)]

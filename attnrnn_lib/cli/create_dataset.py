@@ -25,8 +25,6 @@ def build_parser() -> common.Parser:
 
 
 def main_args(args) -> int:
-    if not 0.0 <= args.eval_ratio <= 1.0:
-        raise dataset.UsageError(f"--eval_ratio: {args.eval_ratio} is outside [0, 1]")
     records = dataset.read_note_sequences(args.input)
     t0 = time.perf_counter()
     report = dataset.create_dataset(records, args.output_dir, args.eval_ratio, args.seed, args.num_workers,
