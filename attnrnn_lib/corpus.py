@@ -180,3 +180,21 @@ def build_corpus(names: tuple[str, ...] = DEFAULT_CORPORA, output_file: str | No
     shutil.copyfile(cached, tmp)
     os.replace(tmp, output_file)
     return output_file, report
+
+
+def default_dataset(num_workers: int | None = None) -> tuple[str, str]:
+    """The default training data (the three music21 tune books, 10 % eval, seed 0), built once into the cache.
+
+    Returns:
+      (training file, eval file) paths of SequenceExample TFRecords.
+    """
+    from attnrnn_lib import dataset
+
+    notes, _ = build_corpus(DEFAULT_CORPORA, num_workers=num_workers)
+    out = pathlib.Path(notes).with_suffix("").as_posix() + "_dataset"
+    paths = (os.path.join(out, dataset.TRAIN_FILE), os.path.join(out, dataset.EVAL_FILE))
+    if not all(os.path.exists(p) for p in paths):
+        log.info("building the default dataset in %s (once)", out)
+        dataset.create_dataset(tfrecord.read_records(notes), out, eval_ratio=0.1, seed=0,
+                               num_workers=num_workers, overwrite=True)
+    return paths

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import glob
 import hashlib
 import os
 from typing import Iterable
@@ -182,3 +183,12 @@ def create_dataset(records: Iterable[bytes], output_dir: str, eval_ratio: float 
     for w in writers.values():
         w.close()
     return report
+
+
+def resolve_files(pattern: str, flag: str = "--sequence_example_file") -> list[str]:
+    """A file or glob -> sorted existing files; a clear UsageError if there are none."""
+    files = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+    files = [f for f in files if os.path.isfile(f)]
+    if not files:
+        raise UsageError(f"{flag}: no such file: {pattern}")
+    return files

@@ -79,3 +79,15 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=600)
+
+
+@pytest.fixture(scope="session")
+def nottingham_examples(tmp_path_factory, nottingham_melody):
+    """Real SequenceExamples: the Nottingham melodies through our pipeline, 10 % eval (seed 0)."""
+    from attnrnn_lib import dataset, midi_io, tfrecord
+
+    root = tmp_path_factory.mktemp("nottingham_examples")
+    midi_io.convert_directory(str(nottingham_melody), str(root / "ns.tfrecord"), num_workers=2)
+    dataset.create_dataset(tfrecord.read_records(str(root / "ns.tfrecord")), str(root), eval_ratio=0.1, seed=0,
+                           num_workers=2)
+    return root / dataset.TRAIN_FILE, root / dataset.EVAL_FILE

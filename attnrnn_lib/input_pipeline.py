@@ -1,0 +1,69 @@
+"""tf.data input: SequenceExample TFRecords -> length-bucketed, padded batches.
+
+Magenta pads every batch to its longest sequence (often 512 steps for folk tunes of about 200). Here each batch
+holds sequences of similar length, padded only to the bucket's edge, so almost every step trained is a real one.
+The bucket edges are few and fixed because every padded length is one compiled shape of the training kernel.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from attnrnn_lib.dataset import resolve_files  # noqa: F401  (re-exported)
+from attnrnn_lib.encoding import INPUT_SIZE
+
+# Padded lengths: every 32 steps up to 256, then every 64 up to Magenta's 512-step cap.
+BUCKET_LENGTHS = tuple(range(32, 257, 32)) + (320, 384, 448, 512)
+
+
+def parse_example(serialized):
+    """One SequenceExample -> (inputs [T, 74] int8, labels [T] int32). The inputs are all -1, 0 or 1, so int8
+    keeps a cached dataset four times smaller than float32."""
+    _, seq = tf.io.parse_single_sequence_example(serialized, sequence_features={
+        "inputs": tf.io.FixedLenSequenceFeature([INPUT_SIZE], tf.float32),
+        "labels": tf.io.FixedLenSequenceFeature([], tf.int64)})
+    return tf.cast(seq["inputs"], tf.int8), tf.cast(seq["labels"], tf.int32)
+
+
+def _to_batch(inputs, labels):
+    lengths = tf.reduce_sum(tf.cast(labels >= 0, tf.int32), axis=1)                # [batch]
+    return tf.cast(inputs, tf.float32), tf.maximum(labels, 0), lengths
+
+
+def load_examples(files: list[str]) -> tf.data.Dataset:
+    """Parsed examples, cached in memory after the first pass."""
+    return tf.data.TFRecordDataset(files).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+
+def count_examples(files: list[str]) -> int:
+    return int(sum(1 for _ in tf.data.TFRecordDataset(files)))
+
+
+def _bucketed(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
+    longest = max(BUCKET_LENGTHS)
+    ds = ds.map(lambda x, y: (x[:longest], y[:longest]))
+    return ds.bucket_by_sequence_length(
+        lambda x, y: tf.shape(y)[0], bucket_boundaries=[b + 1 for b in BUCKET_LENGTHS[:-1]],
+        bucket_batch_sizes=[batch_size] * len(BUCKET_LENGTHS), pad_to_bucket_boundary=False,
+        padded_shapes=None, padding_values=(tf.constant(0, tf.int8), tf.constant(-1, tf.int32)),
+        drop_remainder=drop_remainder).map(_pad_to_bucket)
+
+
+def _pad_to_bucket(inputs, labels):
+    steps = tf.shape(labels)[1]
+    edges = tf.constant(BUCKET_LENGTHS)
+    target = tf.gather(edges, tf.argmax(tf.cast(edges >= steps, tf.int32)))        # the bucket's edge
+    pad = target - steps
+    return (tf.pad(inputs, [[0, 0], [0, pad], [0, 0]]),
+            tf.pad(labels, [[0, 0], [0, pad]], constant_values=-1))
+
+
+def training_batches(files: list[str], batch_size: int, seed: int) -> tf.data.Dataset:
+    """Endless shuffled, bucketed batches: (inputs [B, T, 74] float32, labels [B, T] int32, lengths [B])."""
+    ds = load_examples(files).repeat().shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+    return _bucketed(ds, batch_size, drop_remainder=True).map(_to_batch).prefetch(2)
+
+
+def eval_batches(files: list[str], batch_size: int) -> tf.data.Dataset:
+    """One ordered pass over every example, bucketed the same way (the last batch of a bucket may be smaller)."""
+    return _bucketed(load_examples(files), batch_size, drop_remainder=False).map(_to_batch).prefetch(2)

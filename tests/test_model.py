@@ -1,0 +1,101 @@
+"""The model: Magenta's parameter counts, the fast kernel equal to the Keras cell, its hand-written gradient."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from attnrnn_lib import input_pipeline
+from attnrnn_lib.attention_cell import AttentionCell
+from attnrnn_lib.config import PRESETS
+from attnrnn_lib.model import AttentionRNN, count_params
+from attnrnn_lib.recurrence import AttentionRecurrence
+
+
+@pytest.mark.parametrize("preset, sizes, expected", [
+    ("magenta_2017", (128, 128), 338_006), ("magenta_2017", (64, 64), 102_166),
+    ("magenta_2016", (128, 128), 370_774), ("magenta_2016", (64, 64), 110_358)])
+def test_parameter_counts_equal_magentas(preset, sizes, expected):
+    assert count_params(AttentionRNN(PRESETS[preset].replace(rnn_layer_sizes=sizes))) == expected
+
+
+def real_inputs(files, n=4, steps=48):
+    """The first `n` real melodies of a SequenceExample file, cut to `steps`: [n, steps, 74]."""
+    rows = [x[:steps].numpy() for x, _ in input_pipeline.load_examples([str(files)]).take(n)]
+    return tf.constant(np.stack([r for r in rows if len(r) == steps]), tf.float32)
+
+
+@pytest.fixture(scope="module")
+def melodies(nottingham_examples):
+    return real_inputs(nottingham_examples[0])
+
+
+@pytest.mark.parametrize("preset", ["magenta_2016", "magenta_2017"])
+def test_fast_kernel_equals_the_keras_cell_step_by_step(preset, melodies):
+    keras_seed = 1
+    tf.keras.utils.set_random_seed(keras_seed)
+    model = AttentionRNN(PRESETS[preset].replace(rnn_layer_sizes=(24, 20), attn_length=10))
+    logits, attention = model(melodies)
+    ref_logits, ref_attention = model.stepwise(melodies)
+    assert logits.shape == (melodies.shape[0], 48, 40) and attention.shape == (melodies.shape[0], 48, 10)
+    np.testing.assert_allclose(logits, ref_logits, atol=2e-5)
+    np.testing.assert_allclose(attention, ref_attention, atol=2e-6)
+    # The weights over the window sum to one; at t = 0 every slot is empty and the weights are uniform.
+    np.testing.assert_allclose(tf.reduce_sum(attention, -1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(attention[:, 0], 0.1, atol=1e-6)
+    assert float(tf.reduce_max(tf.abs(attention[:, -1] - 0.1))) > 1e-3   # later steps do attend
+
+
+def test_cached_keys_equal_recomputed_keys(melodies):
+    hp = PRESETS["magenta_2017"].replace(rnn_layer_sizes=(16, 16), attn_length=6)
+    cached, recomputed = AttentionCell(hp), AttentionCell(hp, cache_keys=False)
+    cached.build((None, 74)), recomputed.build((None, 74))
+    recomputed.set_weights(cached.get_weights())
+    s1, s2 = cached.zero_state(melodies.shape[0]), recomputed.zero_state(melodies.shape[0])
+    for t in range(melodies.shape[1]):
+        o1, s1 = cached(melodies[:, t], s1)
+        o2, s2 = recomputed(melodies[:, t], s2)
+        np.testing.assert_allclose(o1, o2, atol=1e-6)
+    keys_from_window = tf.einsum("bla,ac->blc", s1[4], cached.attn_w)   # state: c1 h1 a keys window c2 h2
+    np.testing.assert_allclose(s1[3], keys_from_window, atol=1e-6)   # the cache holds W U
+
+
+@pytest.mark.parametrize("sizes, masked", [((8,), False), ((8, 6), True)])
+def test_hand_written_backward_equals_autodiff(sizes, masked):
+    """The kernel's backward pass against TensorFlow differentiating the same forward loop."""
+    rng = np.random.default_rng(0)
+    r = lambda *s: tf.constant(rng.normal(size=s).astype(np.float32) * 0.3)  # noqa: E731
+    steps, batch, window, width = 13, 3, 5, sizes[-1]
+    args = [r(steps, batch, 4 * sizes[0]), r(width + sizes[0], 4 * sizes[0])]
+    args += [r(sizes[k - 1] + sizes[k], 4 * sizes[k]) for k in range(1, len(sizes))]
+    args += [r(4 * sizes[k]) for k in range(1, len(sizes))]
+    if masked:
+        args += [tf.constant((rng.random((steps, batch, u)) > 0.5) * 2.0, tf.float32) for u in sizes]
+    args += [r(2 * sum(sizes), width), r(width), r(width, width), r(width), r(sizes[-1] + width, width), r(width)]
+    kernel = AttentionRecurrence(sizes, window, (masked,) * len(sizes))
+    target = r(steps, batch, width)
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        loss = tf.reduce_sum(kernel(*args)[0] * target)
+    fast = tape.gradient(loss, args)
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        loss = tf.reduce_sum(kernel._forward_loop(*args)["o"] * target)
+    slow = tape.gradient(loss, args)
+    checked = 0
+    for a, b in zip(fast, slow):
+        if a is None:  # the dropout masks are constants
+            continue
+        np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4)
+        checked += 1
+    assert checked == len(args) - (len(sizes) if masked else 0)
+
+
+def test_dropout_is_seeded_and_only_in_training(melodies):
+    model = AttentionRNN(PRESETS["magenta_2017"].replace(rnn_layer_sizes=(16, 16), attn_length=4))
+    seed = tf.constant([3, 4], tf.int64)
+    a, _ = model(melodies, training=True, seed=seed)
+    b, _ = model(melodies, training=True, seed=seed)
+    c, _ = model(melodies, training=True, seed=tf.constant([3, 5], tf.int64))
+    d, _ = model(melodies)
+    np.testing.assert_array_equal(a, b)
+    assert float(tf.reduce_max(tf.abs(a - c))) > 1e-3 and float(tf.reduce_max(tf.abs(a - d))) > 1e-3

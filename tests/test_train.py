@@ -1,0 +1,113 @@
+"""Training on real Nottingham SequenceExamples: the loss falls, runs resume after a kill, the eval job works."""
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from attnrnn_lib import train
+from attnrnn_lib.config import PRESETS
+from tests.conftest import run_cli
+
+CI = PRESETS["ci"]
+
+
+def read_events(directory):
+    """{tag: [(step, value or image bytes)]} from the TensorBoard event files in `directory`."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                array = tf.make_ndarray(v.tensor)
+                out.setdefault(v.tag, []).append((event.step, array if array.dtype == object else float(array)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, nottingham_examples):
+    run_dir = tmp_path_factory.mktemp("run")
+    run = train.Run(str(run_dir), CI, seed=0)
+    last = train.train(run, [str(nottingham_examples[0])], num_steps=40, summary_frequency=10,
+                       save_checkpoint_steps=20, seed=0)
+    return run_dir, last
+
+
+def test_loss_falls_and_tensorboard_has_magentas_scalars_and_a_heatmap(trained):
+    run_dir, last = trained
+    events = read_events(run_dir / "train")
+    for name in train.METRICS + ("global_step/sec", "examples/sec", "tokens/sec"):
+        assert [s for s, _ in events[name]] == [10, 20, 30, 40], name
+    losses = [v for _, v in events["loss"]]
+    assert losses[-1] < losses[0] - 0.5, losses           # from ~3.7 (uniform over 40 classes) down
+    assert np.isclose(events["metrics/perplexity"][-1][1], np.exp(losses[-1]), rtol=1e-4)
+    assert 0.3 < events["metrics/accuracy"][-1][1] <= 1.0
+    assert last["loss"] == pytest.approx(losses[-1], rel=1e-5)
+    images = events["attention/heatmap"]
+    assert len(images) == 4 and images[0][1][2].startswith(b"\x89PNG")     # [width, height, png]
+    assert sorted(os.path.basename(p) for p in glob.glob(str(run_dir / "train" / "*.index"))) == \
+        ["model.ckpt-20.index", "model.ckpt-40.index"]
+
+
+def test_eval_job_evaluates_each_checkpoint_once_without_updating(trained, nottingham_examples):
+    run_dir, _ = trained
+    run = train.Run(str(run_dir), CI, write_hparams=False)
+    results = train.evaluate_loop(run, [str(nottingham_examples[1])], num_steps=40, timeout_secs=1,
+                                  interval_secs=0, dropout=False)
+    assert [step for step, _ in results] == [40]
+    metrics = results[0][1]
+    assert 0.5 < metrics["loss"] < 3.0 and 0.3 < metrics["metrics/accuracy"] < 1.0
+    weights = [w.numpy().copy() for w in run.model.weights]
+    again = train.evaluate(run.model, [str(nottingham_examples[1])], CI.batch_size, dropout=False)
+    assert again == metrics                                            # deterministic and no weight update
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(weights, run.model.weights))
+    magenta_style = train.evaluate(run.model, [str(nottingham_examples[1])], CI.batch_size, dropout=True)
+    assert magenta_style["loss"] > metrics["loss"]                     # Magenta evaluates with dropout on
+    events = read_events(run_dir / "eval")
+    assert events["loss"][0][0] == 40 and "attention/heatmap" in events
+
+
+def test_cli_eval_job_stops_at_num_training_steps(trained, nottingham_examples):
+    run_dir, _ = trained
+    r = run_cli("attnrnn_lib.cli.train", f"--run_dir={run_dir}", "--eval", "--hparams=preset=ci",
+                f"--sequence_example_file={nottingham_examples[1]}", "--num_training_steps=40",
+                "--eval_timeout_secs=5")
+    assert r.returncode == 0, r.stderr
+    assert "Eval at step 40" in r.stderr
+
+
+def test_restart_with_other_hparams_is_a_clear_error(trained, nottingham_examples):
+    run_dir, _ = trained
+    r = run_cli("attnrnn_lib.cli.train", f"--run_dir={run_dir}", "--hparams=preset=ci,attn_length=5",
+                f"--sequence_example_file={nottingham_examples[0]}", "--num_training_steps=50")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "attn_length: 8 in the run, 5 now" in r.stderr
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, nottingham_examples):
+    args = [sys.executable, "-m", "attnrnn_lib.cli.train", f"--run_dir={tmp_path}", "--hparams=preset=ci",
+            f"--sequence_example_file={nottingham_examples[0]}", "--save_checkpoint_steps=5", "--seed=3"]
+    proc = subprocess.Popen(args + ["--num_training_steps=100000"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and tf.train.latest_checkpoint(str(tmp_path / "train")) is None:
+            time.sleep(0.5)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = int(tf.train.latest_checkpoint(str(tmp_path / "train")).rsplit("-", 1)[1])
+    assert killed_at >= 5 and killed_at % 5 == 0
+    r = subprocess.run(args + [f"--num_training_steps={killed_at + 5}"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming {tmp_path / 'train'} from step {killed_at}" in r.stderr
+    assert tf.train.latest_checkpoint(str(tmp_path / "train")).endswith(f"model.ckpt-{killed_at + 5}")
+    r = subprocess.run(args + [f"--num_training_steps={killed_at + 5}"], capture_output=True, text=True)
+    assert r.returncode == 0 and "nothing to do" in r.stderr
