@@ -11,7 +11,8 @@ import importlib.util
 import sys
 import types
 
-_NAMES = ("constants", "midi_io", "sequences_lib", "abc_parser", "musicxml_reader", "protobuf.music_pb2")
+_NAMES = ("constants", "midi_io", "sequences_lib", "abc_parser", "musicxml_reader", "protobuf.music_pb2",
+          "protobuf.generator_pb2")
 
 
 class _LazyPackage(types.ModuleType):
@@ -40,4 +41,4 @@ def _load():
         pkg.__dict__.pop("_loading", None)
 
 
-constants, midi_io, sequences_lib, abc_parser, musicxml_reader, music_pb2 = _load()
+constants, midi_io, sequences_lib, abc_parser, musicxml_reader, music_pb2, generator_pb2 = _load()
