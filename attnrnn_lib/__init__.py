@@ -13,3 +13,24 @@ __version__ = "0.1.0"
 MIN_NOTE = 48
 MAX_NOTE = 84  # exclusive
 STEPS_PER_QUARTER = 4
+
+
+import os as _os
+import sys as _sys
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow with C++ start-up chatter (oneDNN/CPU-feature notices, printed before its logging
+    is configured, so no setting silences them) sent to /dev/null; Python errors still surface."""
+    if "tensorflow" in _sys.modules:
+        return
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # and no INFO/WARNING lines from its C++ runtime later
+    _sys.stderr.flush()
+    saved = _os.dup(2)
+    devnull = _os.open(_os.devnull, _os.O_WRONLY)
+    try:
+        _os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        _os.dup2(saved, 2)
+        _os.close(saved), _os.close(devnull)

@@ -182,15 +182,17 @@ def build_corpus(names: tuple[str, ...] = DEFAULT_CORPORA, output_file: str | No
     return output_file, report
 
 
-def default_dataset(num_workers: int | None = None) -> tuple[str, str]:
+def default_dataset(num_workers: int | None = None, max_files: int | None = None) -> tuple[str, str]:
     """The default training data (the three music21 tune books, 10 % eval, seed 0), built once into the cache.
 
+    Args:
+      max_files: only the first N ABC files of each book (a small dataset for quick tries and smoke runs).
     Returns:
       (training file, eval file) paths of SequenceExample TFRecords.
     """
     from attnrnn_lib import dataset
 
-    notes, _ = build_corpus(DEFAULT_CORPORA, num_workers=num_workers)
+    notes, _ = build_corpus(DEFAULT_CORPORA, num_workers=num_workers, max_files=max_files)
     out = pathlib.Path(notes).with_suffix("").as_posix() + "_dataset"
     paths = (os.path.join(out, dataset.TRAIN_FILE), os.path.join(out, dataset.EVAL_FILE))
     if not all(os.path.exists(p) for p in paths):

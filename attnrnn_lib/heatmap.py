@@ -6,10 +6,13 @@ Used by TensorBoard summaries during training, by `attention_rnn_generate --atte
 from __future__ import annotations
 
 import io
+import os
+import sys
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only; notebooks draw inline through the Figure object
+if "ipykernel" not in sys.modules and not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg")  # scripts and servers write files; inside Jupyter keep the inline backend
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -31,8 +31,8 @@ def _to_batch(inputs, labels):
 
 
 def load_examples(files: list[str]) -> tf.data.Dataset:
-    """Parsed examples, cached in memory after the first pass."""
-    return tf.data.TFRecordDataset(files).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    """Parsed examples, in file order."""
+    return tf.data.TFRecordDataset(files).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def count_examples(files: list[str]) -> int:
@@ -60,7 +60,7 @@ def _pad_to_bucket(inputs, labels):
 
 def training_batches(files: list[str], batch_size: int, seed: int) -> tf.data.Dataset:
     """Endless shuffled, bucketed batches: (inputs [B, T, 74] float32, labels [B, T] int32, lengths [B])."""
-    ds = load_examples(files).repeat().shuffle(4096, seed=seed, reshuffle_each_iteration=True)
+    ds = load_examples(files).cache().repeat().shuffle(4096, seed=seed, reshuffle_each_iteration=True)
     return _bucketed(ds, batch_size, drop_remainder=True).map(_to_batch).prefetch(2)
 
 

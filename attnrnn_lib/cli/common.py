@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from attnrnn_lib import import_tensorflow_quietly
 from attnrnn_lib.errors import UsageError
 
 EXIT_USAGE = 2
@@ -39,20 +40,7 @@ def setup_logging(level: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def quiet_tensorflow_import() -> None:
-    """Imports TensorFlow with C++ start-up chatter (oneDNN/CPU-feature notices, printed before its logging
-    is configured, so no setting silences them) sent to /dev/null; Python errors still surface."""
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved), os.close(devnull)
+quiet_tensorflow_import = import_tensorflow_quietly
 
 
 def run(main: Callable[[argparse.Namespace], int | None], parser: argparse.ArgumentParser,
