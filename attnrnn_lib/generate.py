@@ -46,7 +46,8 @@ class Generator:
 
     def __init__(self, model: AttentionRNN):
         self.model = model
-        self._loop = tf.function(self._run, reduce_retracing=True)
+        # autograph=False: the loops are explicit tf.while_loops, and converting the code costs seconds per trace.
+        self._loop = tf.function(self._run, reduce_retracing=True, autograph=False)
 
     def _extend(self, carry, first, count, temperature, seed):
         """Runs `count` steps from position `first`; positions still inside the primer are forced."""
@@ -84,10 +85,13 @@ class Generator:
                  tf.zeros([rows, num_steps - 1, encoding.NUM_CLASSES]),
                  tf.zeros([rows, num_steps - 1, self.model.hparams.attn_length]), tf.shape(fed)[0])
         primer_end = tf.shape(fed)[0] - 1
-        carry = self._extend(carry, 0, primer_end, temperature, seed)                   # the primer, forced
+        if beam_size == 1 and branch_factor == 1:    # plain ancestral sampling: primer and melody in one loop
+            carry = self._extend(carry, 0, num_steps - 1, temperature, seed)
+            return self._best(carry, batch, beam_size)
+        # Beam search: the primer (forced) and a first chunk, then branch-extend-prune iterations (SPEC §5.5).
         to_generate = num_steps - 1 - primer_end
         first = (to_generate - 1) % steps_per_iteration + 1
-        carry = self._extend(carry, primer_end, first, temperature, seed)
+        carry = self._extend(carry, 0, primer_end + first, temperature, seed)
         position = primer_end + first
 
         def iteration(position, carry):
@@ -102,10 +106,12 @@ class Generator:
             keep = tf.reshape(best + tf.range(batch)[:, None] * width, [-1])
             return position + steps_per_iteration, self._gather(carry, keep)
 
-        if beam_size == 1 and branch_factor == 1:    # plain ancestral sampling: one loop to the end
-            carry = self._extend(carry, position, num_steps - 1 - position, temperature, seed)
-        else:
-            _, carry = tf.while_loop(lambda p, c: p < num_steps - 1, iteration, (position, carry))
+        _, carry = tf.while_loop(lambda p, c: p < num_steps - 1, iteration, (position, carry))
+        return self._best(carry, batch, beam_size)
+
+    @staticmethod
+    def _best(carry, batch, beam_size):
+        """The highest-scoring beam entry of each melody: (events, scores, probabilities, attention)."""
         cell, enc, history, scores, probs, alphas, _ = carry
         best = tf.argmax(tf.reshape(scores, [batch, beam_size]), -1, output_type=tf.int32)
         pick = best + tf.range(batch) * beam_size

@@ -100,7 +100,7 @@ class AttentionRNN(keras.Model):
 
     def step(self, inputs, state):
         """One generation step: inputs [batch, 74] -> (logits [batch, 40], alpha [batch, L], new state)."""
-        out, state = self.cell(inputs, state)
+        out, state = self.cell.call(inputs, state)   # .call: no Keras bookkeeping inside compiled loops
         last = self.hparams.rnn_layer_sizes[-1]
         logits = tf.matmul(out[:, :last], self.fc_weights) + self.fc_biases      # [batch, 40]
         return logits, out[:, last:], state
