@@ -27,17 +27,37 @@ GENERATOR_ID = "attention_rnn"
 DESCRIPTION = "Melody RNN with lookback encoding and attention."
 FORMAT = "attnrnn-bundle"
 
-# Magenta 2017+ (Variant B) TF1 variable names -> our weight names (SPEC §3.5). Layer k >= 1: cell_k.
-_P = "rnn/multi_rnn_cell/cell_0/attention_cell_wrapper/"
-_MAGENTA_NAMES = {
-    _P + "kernel": "in_kernel", _P + "bias": "in_bias",
-    _P + "basic_lstm_cell/kernel": "lstm0_kernel", _P + "basic_lstm_cell/bias": "lstm0_bias",
-    _P + "attention/kernel": "query_kernel", _P + "attention/bias": "query_bias",
-    _P + "attention/attn_w": "attn_w", _P + "attention/attn_v": "attn_v",
-    _P + "attn_output_projection/kernel": "out_kernel", _P + "attn_output_projection/bias": "out_bias",
-    "fully_connected/weights": "fc_weights", "fully_connected/biases": "fc_biases",
-}
-_OUTER = re.compile(r"rnn/multi_rnn_cell/cell_(\d+)/basic_lstm_cell/(kernel|bias)")
+# TF1 variable names -> roles (SPEC §3.5), by the parts of the name that say what a variable is, so that both the
+# 2017+ names (verified on a real bundle) and the 2016 TF 0.x names (inferred by role) map:
+#   2017: rnn/multi_rnn_cell/cell_0/attention_cell_wrapper/{kernel, basic_lstm_cell/kernel, attention/kernel, ...}
+#   2016: RNN/AttentionCellWrapper/{Linear/Matrix, MultiRNNCell/Cell0/BasicLSTMCell/Linear/Matrix, ...}
+_LSTM = re.compile(r"(?:cell_?(\d+)/)?basic_?lstm_?cell")
+_WRAPPER = re.compile(r"attention_?cell_?wrapper")
+_TRAINING_ONLY = re.compile(r"(^|/)(global_step|beta[12]_power)$|/adam(_1)?$")
+
+
+def _role(name: str) -> str | None:
+    """Our weight name for one TF1 variable, or None if it is not part of the attention RNN."""
+    n = name.lower()
+    kind = "bias" if n.endswith(("bias", "biases")) else "kernel"
+    if n.startswith("fully_connected/"):
+        return "fc_biases" if kind == "bias" else "fc_weights"
+    if not _WRAPPER.search(n) and not _LSTM.search(n):
+        return None
+    if re.search(r"attn_?w$", n):
+        return "attn_w"
+    if re.search(r"attn_?v$", n):
+        return "attn_v"
+    if re.search(r"attn_?output_?projection/", n):
+        return f"out_{kind}"
+    lstm = _LSTM.search(n)
+    if lstm:
+        return f"lstm{int(lstm.group(1) or 0)}_{kind}"
+    if re.search(r"/attention/(linear/)?(matrix|kernel|bias)$", n):
+        return f"query_{kind}"
+    if re.search(r"attention_?cell_?wrapper/(linear/)?(matrix|kernel|bias)$", n):
+        return f"in_{kind}"
+    return None
 
 
 @dataclasses.dataclass
@@ -158,7 +178,7 @@ def _attention_length(metagraph: bytes, width: int) -> int:
 
 
 def _import_magenta(path, proto, description) -> Bundle:
-    """Magenta's TF1 checkpoint -> our weights, layer sizes and attention length inferred from the shapes."""
+    """Magenta's TF1 checkpoint -> our weights; layout, layer sizes and attention length inferred from it."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,23 +189,23 @@ def _import_magenta(path, proto, description) -> Bundle:
             reader = tf.compat.v1.train.NewCheckpointReader(ckpt)
         except Exception:
             raise UsageError(f"--bundle_file: {path}: the checkpoint inside cannot be read (truncated?)") from None
-        names = [n for n in reader.get_variable_to_shape_map() if not n.endswith(("Adam", "Adam_1"))
-                 and n not in ("global_step", "beta1_power", "beta2_power")]
+        names = [n for n in reader.get_variable_to_shape_map() if not _TRAINING_ONLY.search(n.lower())]
         weights, unknown = {}, []
         for name in names:
-            match = _OUTER.fullmatch(name)
-            ours = _MAGENTA_NAMES.get(name) or (f"lstm{match.group(1)}_{match.group(2)}" if match else None)
-            if ours is None:
+            ours = _role(name)
+            if ours is None or ours in weights:
                 unknown.append(name)
                 continue
             value = reader.get_tensor(name)
-            weights[ours] = value[0, 0] if ours == "attn_w" else value
-    if unknown or "lstm0_kernel" not in weights:
-        raise UsageError(f"--bundle_file: {path}: not the 2017+ attention_rnn layout Magenta releases "
-                         f"(unknown variables: {', '.join(sorted(unknown)[:4]) or 'none'}; missing the "
-                         f"attention wrapper)")
+            weights[ours] = value.reshape(value.shape[-2:]) if ours == "attn_w" else value
+        # 2016: the LSTM stack sits inside the wrapper (.../AttentionCellWrapper/MultiRNNCell/Cell1/...).
+        stack = any(re.search(r"attention_?cell_?wrapper/multi_?rnn_?cell", n.lower()) for n in names)
+    if unknown or "lstm0_kernel" not in weights or "attn_v" not in weights:
+        raise UsageError(f"--bundle_file: {path}: not an attention_rnn checkpoint Magenta wrote "
+                         f"(unrecognised variables: {', '.join(sorted(unknown)[:4]) or 'none'})")
     layers = sorted(int(k[4:-7]) for k in weights if k.startswith("lstm") and k.endswith("_kernel"))
     sizes = tuple(weights[f"lstm{k}_kernel"].shape[1] // 4 for k in layers)
-    attn_length = _attention_length(proto.metagraph_file, sizes[0])
-    hparams = PRESETS["magenta_2017"].replace(rnn_layer_sizes=sizes, attn_length=attn_length)
+    attn_length = _attention_length(proto.metagraph_file, weights["attn_v"].shape[0])
+    hparams = PRESETS["magenta_2016" if stack else "magenta_2017"].replace(rnn_layer_sizes=sizes,
+                                                                          attn_length=attn_length)
     return Bundle(hparams, weights, description, "magenta")

@@ -92,3 +92,50 @@ def test_run_dir_to_bundle_to_generation(tmp_path, nottingham_examples):
         assert r.returncode == 0, r.stderr
         outs.append(sorted(p.read_bytes() for p in out.glob("*.mid")))
     assert outs[0] == outs[1] and len(outs[0]) == 2                  # the bundle is the run's model
+
+
+def _tf1_bundle(path, variables):
+    """A GeneratorBundle around a TF1 V1 checkpoint written by TensorFlow's own (compat.v1) Saver."""
+    from attnrnn_lib._note_seq import generator_pb2
+
+    ckpt = str(path) + ".ckpt"
+    with tf.Graph().as_default():
+        tf_vars = [tf.compat.v1.get_variable(name, initializer=value) for name, value in variables.items()]
+        saver = tf.compat.v1.train.Saver(tf_vars, sharded=False, write_version=tf.compat.v1.train.SaverDef.V1)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, ckpt, write_meta_graph=False)
+    proto = generator_pb2.GeneratorBundle()
+    proto.generator_details.id = "attention_rnn"
+    proto.checkpoint_file.append(pathlib.Path(ckpt).read_bytes())
+    path.write_bytes(proto.SerializeToString())
+
+
+def test_2016_layout_checkpoint_imports_by_role(tmp_path):
+    """The 2016 TF 0.x names (SPEC §3.5, inferred; no such bundle survives) map onto the 2016 layout."""
+    hp = PRESETS["magenta_2016"].replace(rnn_layer_sizes=(12, 10))
+    tf.keras.utils.set_random_seed(4)
+    model = AttentionRNN(hp)
+    w = bundle.model_weights(model)
+    p = "RNN/AttentionCellWrapper/"
+    names = {p + "Linear/Matrix": "in_kernel", p + "Linear/Bias": "in_bias",
+             p + "MultiRNNCell/Cell0/BasicLSTMCell/Linear/Matrix": "lstm0_kernel",
+             p + "MultiRNNCell/Cell0/BasicLSTMCell/Linear/Bias": "lstm0_bias",
+             p + "MultiRNNCell/Cell1/BasicLSTMCell/Linear/Matrix": "lstm1_kernel",
+             p + "MultiRNNCell/Cell1/BasicLSTMCell/Linear/Bias": "lstm1_bias",
+             p + "Attention/Linear/Matrix": "query_kernel", p + "Attention/Linear/Bias": "query_bias",
+             p + "Attention/AttnV": "attn_v", p + "AttnOutputProjection/Linear/Matrix": "out_kernel",
+             p + "AttnOutputProjection/Linear/Bias": "out_bias", "fully_connected/weights": "fc_weights",
+             "fully_connected/biases": "fc_biases"}
+    variables = {name: w[ours] for name, ours in names.items()}
+    variables[p + "Attention/AttnW"] = w["attn_w"][None, None]             # TF1 keeps U as a 1x1 conv filter
+    variables["global_step"] = np.int64(1234)                              # training state is ignored
+    _tf1_bundle(tmp_path / "old.mag", variables)
+    b = bundle.read_bundle(str(tmp_path / "old.mag"))
+    assert b.source == "magenta" and b.hparams.layout == "stack" and b.hparams.rnn_layer_sizes == (12, 10)
+    x = encoding.encode_inputs([60, -2, 62, -2, 64, -1, -2, 67] * 3)[None]
+    np.testing.assert_array_equal(model(x)[0], bundle.build_model(b)(x)[0])
+    variables["RNN/AttentionCellWrapper/Mystery/Matrix"] = np.zeros([2, 2], np.float32)
+    _tf1_bundle(tmp_path / "odd.mag", variables)
+    with pytest.raises(UsageError, match="unrecognised variables: RNN/AttentionCellWrapper/Mystery"):
+        bundle.read_bundle(str(tmp_path / "odd.mag"))
