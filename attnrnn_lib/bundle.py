@@ -113,6 +113,7 @@ def save_bundle(model, path: str, description: str = "", overwrite: bool = False
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(proto.SerializeToString(deterministic=True))
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

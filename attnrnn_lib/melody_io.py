@@ -122,6 +122,7 @@ def write_new_file(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)     # mkstemp makes files private; outputs are ordinary files
         os.link(tmp, path)       # fails with FileExistsError instead of overwriting
     except FileExistsError:
         raise UsageError(f"--output_dir: {path} already exists; not overwriting it") from None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -161,6 +163,8 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
     writer = tf.summary.create_file_writer(run.train_dir)
     last_save, window, window_start, metrics = time.time(), {k: 0.0 for k in _SUMS}, time.time(), {}
     n_window, examples = 0, 0
+    if threading.current_thread() is threading.main_thread():  # `kill` stops a run like Ctrl-C: saved first
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     bar = tqdm(total=num_steps, initial=start, unit="step", desc="train", dynamic_ncols=True, disable=None)
     iterator = iter(batches)
     try:
@@ -197,6 +201,10 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
             run.manager.save(checkpoint_number=run.step)
             log.info("saved %s", run.manager.latest_checkpoint)
     return metrics
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def evaluate(model: AttentionRNN, files: list[str], batch_size: int, dropout: bool = True,
