@@ -66,8 +66,12 @@ def main_args(args) -> int:
         train.evaluate_loop(run, files, steps, timeout_secs=args.eval_timeout_secs,
                             dropout=not args.eval_without_dropout)
     else:
-        train.train(run, files, steps, args.summary_frequency, args.save_checkpoint_secs,
-                    args.save_checkpoint_steps or None, args.seed, heatmap_files)
+        try:
+            train.train(run, files, steps, args.summary_frequency, args.save_checkpoint_secs,
+                        args.save_checkpoint_steps or None, args.seed, heatmap_files)
+        except KeyboardInterrupt:
+            log.info("stopped at step %d; the same command resumes from %s", run.step, run.manager.latest_checkpoint)
+            return 130
     return 0
 
 
