@@ -89,8 +89,10 @@ def main() -> None:
            "--summary_frequency=5"]
     print("$ " + " ".join(cmd).replace(str(tmp), "$TMP").replace(str(MAGENTA), "$MAGENTA_VENV/bin"), flush=True)
     m_wall, m_rss = run_timed(cmd, tmp / "magenta_train.log")
-    rows = [(int(a), float(b)) for a, b in re.findall(r"Global Step = (\d+),.*?\(([\d.]+) sec\)",
-                                                      (tmp / "magenta_train.log").read_text())]
+    # Magenta logs each report twice (tf.logging and absl); count the INFO:tensorflow lines only.
+    rows = [(int(a), float(b)) for a, b in re.findall(
+        r"^INFO:tensorflow:Accuracy = .*?Global Step = (\d+),.*\(([\d.]+) sec\)",
+        (tmp / "magenta_train.log").read_text(), re.M)]
     timed = [(s, d) for s, d in rows if s > 6]                 # after Magenta's 6-step warm-up (bench.sh)
     m_steps_per_s = (timed[-1][0] - 6) / sum(d for _, d in timed)
     m_tokens = m_steps_per_s * 128 * avg
