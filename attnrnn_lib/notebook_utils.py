@@ -16,6 +16,7 @@ import numpy as np
 from attnrnn_lib import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # keep TensorFlow's C++ start-up notices out of the notebook
+__import__("tensorflow").get_logger().setLevel("ERROR")  # one compile per bucket length is expected, not news
 from attnrnn_lib import melody_io  # noqa: E402
 from attnrnn_lib.generate import generate  # noqa: E402,F401  (notebooks call nu.generate)
 from attnrnn_lib.heatmap import attention_heatmap, event_name  # noqa: E402,F401
@@ -87,7 +88,8 @@ def attention_by_distance(attention) -> np.ndarray:
 
 
 def generation_panel(model, capture: bool = True):
-    """An ipywidgets panel: primer (text + one-octave keyboard), temperature, steps, beam, seed, Generate.
+    """An ipywidgets panel: model (shipped, a path, an uploaded .mag), primer (text + one-octave keyboard),
+    temperature, steps, beam, seed, Generate.
 
     Shows the piano roll, the attention heatmap and an audio player, and links the MIDI file.
     Returns (panel, run): `run(None)` is what the Generate button does. With `capture=False` results are shown
@@ -99,6 +101,10 @@ def generation_panel(model, capture: bool = True):
     import matplotlib.pyplot as plt
     from IPython.display import FileLink, display
 
+    models = {"shipped model": model}
+    choice = w.Dropdown(options=list(models), description="model")
+    source = w.Text(placeholder="a .mag file or a run_dir", description="load")
+    upload = w.FileUpload(accept=".mag", multiple=False, description="upload .mag")
     primer = w.Text(value="[60, -2, 62, -2, 64, -2, 65, -2]", description="primer")
     keys = [w.Button(description=event_name(p), layout=w.Layout(width="44px")) for p in range(60, 72)]
     clear = w.Button(description="clear", layout=w.Layout(width="60px"))
@@ -114,6 +120,30 @@ def generation_panel(model, capture: bool = True):
         current = melody_io.parse_primer_melody(primer.value) if primer.value.strip() not in ("", "[]") else []
         primer.value = str(current + [pitch, -2])
 
+    def add_model(name, loaded):
+        models[name] = loaded
+        choice.options = list(models)
+        choice.value = name
+
+    def load_source(_):
+        with out:
+            try:
+                add_model(os.path.basename(source.value.rstrip("/")), load_model(source.value))
+            except Exception as e:
+                print(f"error: {e}")
+
+    def load_upload(change):
+        for item in upload.value:   # ipywidgets 8: a tuple of dicts with name and content
+            path = pathlib.Path(item["name"]).name
+            pathlib.Path(path).write_bytes(bytes(item["content"]))
+            with out:
+                try:
+                    add_model(path, load_model(path))
+                except Exception as e:
+                    print(f"error: {e}")
+
+    source.on_submit(load_source)
+    upload.observe(load_upload, names="value")
     for k in keys:
         k.on_click(add_key)
     clear.on_click(lambda _: setattr(primer, "value", "[]"))
@@ -123,7 +153,7 @@ def generation_panel(model, capture: bool = True):
         with out if capture else contextlib.nullcontext():
             try:
                 events = melody_io.parse_primer_melody(primer.value) if primer.value.strip() != "[]" else None
-                melody = generate(model, events, steps.value, 1, temperature.value, beam.value,
+                melody = generate(models[choice.value], events, steps.value, 1, temperature.value, beam.value,
                                   beam.value, 1, seed.value)[0]
             except Exception as e:  # a bad primer: say it, keep the panel alive
                 print(f"error: {e}")
@@ -137,5 +167,6 @@ def generation_panel(model, capture: bool = True):
             display(FileLink(str(path)))
 
     go.on_click(run)
-    panel = w.VBox([primer, w.HBox(keys + [clear]), temperature, steps, beam, seed, go, out])
+    panel = w.VBox([w.HBox([choice, source, upload]), primer, w.HBox(keys + [clear]), temperature, steps, beam,
+                    seed, go, out])
     return panel, run

@@ -34,6 +34,19 @@ SMOKE = os.environ.get("ATTNRNN_SMOKE") == "1"
 
 # %%
 notes_file, report = corpus.build_corpus(max_files=1 if SMOKE else None)
+if "google.colab" in sys.modules and not SMOKE:   # optional: your own MIDI files instead
+    from google.colab import files
+
+    from attnrnn_lib import midi_io
+
+    uploaded = files.upload()                      # pick .mid files; cancel to keep the folk tunes
+    if uploaded:
+        os.makedirs("my_midi", exist_ok=True)
+        for name, data in uploaded.items():
+            with open(os.path.join("my_midi", name), "wb") as f:
+                f.write(data)
+        notes_file = "my_midi.tfrecord"
+        print(midi_io.convert_directory("my_midi", notes_file, overwrite=True).summary())
 records = tfrecord.read_records(notes_file)
 print(f"{len(records)} tunes as NoteSequences ({report})")
 tunes = (music_pb2.NoteSequence.FromString(r) for r in records)

@@ -76,6 +76,32 @@ plt.title("Average attention by distance (red: one and two bars)")
 plt.show()
 
 # %% [markdown]
+# ## 2016 or 2017 layout?
+# Train two small models on the same melodies, one with attention around the whole LSTM stack (2016) and one
+# around the first layer (2017), and compare what they attend to. (A few hundred steps; seconds in smoke mode.)
+
+# %%
+import tempfile
+
+from attnrnn_lib import train
+from attnrnn_lib.config import parse_hparams
+
+train_file, _ = corpus.default_dataset(max_files=1)
+fig, ax = plt.subplots(figsize=(10, 3))
+for preset, colour in (("magenta_2016", "tab:orange"), ("magenta_2017", "tab:blue")):
+    hp = parse_hparams(f"preset={preset},batch_size=32,rnn_layer_sizes=[32,32],learning_rate=0.005")
+    run = train.Run(tempfile.mkdtemp(), hp)
+    train.train(run, [train_file], num_steps=5 if SMOKE else 300, summary_frequency=5 if SMOKE else 100)
+    _, att_small = run.model(batch)
+    ax.plot(np.arange(1, hp.attn_length + 1), nu.attention_by_distance(att_small.numpy()), color=colour,
+            label=preset)
+ax.set_xlabel("distance back (steps)")
+ax.set_ylabel("mean attention")
+ax.legend()
+ax.set_title("Attention by distance: attention around the whole stack (2016) vs the first layer (2017)")
+plt.show()
+
+# %% [markdown]
 # ## A generated melody
 
 # %%
