@@ -53,7 +53,7 @@ def attention_heatmap(attention, events=None, title: str = "Attention", absolute
       attention: [T, attn_length] weights of one melody (rows sum to 1).
       events: the melody's T events, to label the axes with note names (optional).
       title: the figure title.
-      absolute: plot against absolute steps ([T, T], lower triangle) instead of window slots.
+      absolute: plot against absolute steps ([T, T], lower triangle, bar lines) instead of window slots.
       ax: an existing matplotlib Axes to draw into.
     """
     attention = np.asarray(attention, np.float32)
@@ -65,6 +65,10 @@ def attention_heatmap(attention, events=None, title: str = "Attention", absolute
         fig = ax.figure
     im = ax.imshow(data, aspect="auto", origin="upper", cmap="magma", interpolation="nearest",
                    vmin=0.0, vmax=max(float(data.max()), 1e-6))
+    if absolute:  # bar lines every 16 steps (4/4 at 4 steps per quarter), the grid the model's inputs use
+        for bar in range(16, data.shape[0], 16):
+            ax.axvline(bar - 0.5, color="0.35", lw=0.5)
+            ax.axhline(bar - 0.5, color="0.35", lw=0.5)
     ax.set_ylabel("step being predicted from")
     ax.set_xlabel("step attended to" if absolute else f"window slot ({attention.shape[1] - 1} = previous step)")
     ax.set_title(title)

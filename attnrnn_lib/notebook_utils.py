@@ -79,6 +79,36 @@ def piano_roll(events, title: str = "Melody", primer_steps: int = 0, ax=None):
     return ax.figure
 
 
+def training_heatmaps(run_dir: str) -> list[tuple[int, bytes]]:
+    """The attention heatmaps the trainer wrote to TensorBoard (`run_dir/train`): [(step, PNG bytes)]."""
+    import glob
+
+    import tensorflow as tf
+
+    out = []
+    for path in sorted(glob.glob(os.path.join(run_dir, "train", "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "attention/heatmap":
+                    out.append((event.step, tf.make_ndarray(value.tensor)[2]))   # [width, height, png]
+    return out
+
+
+def show_pngs(pngs: list[tuple[int, bytes]], title: str = "step {}"):
+    """Shows PNG images side by side, titled by step."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(pngs), figsize=(6 * len(pngs), 5), squeeze=False)
+    for ax, (step, png) in zip(axes[0], pngs):
+        ax.imshow(plt.imread(io.BytesIO(png)))
+        ax.set_title(title.format(step))
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
 def attention_by_distance(attention) -> np.ndarray:
     """Mean attention per distance back (1 = previous step ... L), over steps whose window is full: [L]."""
     attention = np.asarray(attention)

@@ -1,3 +1,10 @@
+# ---
+# jupyter:
+#   accelerator: GPU
+#   colab:
+#     gpuType: T4
+# ---
+
 # %% [markdown]
 # # 03 · Training on CPU, GPU or TPU
 #
@@ -57,6 +64,20 @@ print(hparams)
 metrics = train.train(run, [train_file], num_steps=steps, summary_frequency=5 if SMOKE else 50,
                       save_checkpoint_steps=steps, heatmap_files=[eval_file])
 print(metrics)
+
+# %%
+if "google.colab" in sys.modules:   # TensorBoard inside the notebook
+    get_ipython().run_line_magic("load_ext", "tensorboard")
+    get_ipython().run_line_magic("tensorboard", f"--logdir {run_dir}")
+
+# %% [markdown]
+# ## Attention forming
+# The heatmap of the same eval melody, at the first and the last summary of this run.
+
+# %%
+heatmaps = nu.training_heatmaps(run_dir)
+nu.show_pngs([heatmaps[0], heatmaps[-1]], title="")   # each image carries its step
+plt.show()
 
 # %% [markdown]
 # ## Evaluate
