@@ -138,8 +138,9 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
     if num_steps is not None and start >= num_steps:
         log.info("already at step %d >= --num_training_steps=%d; nothing to do", start, num_steps)
         return {}
+    # A resumed run draws a fresh shuffle (seed + step) rather than replaying the batches it began with.
     batches = strategy.experimental_distribute_dataset(
-        input_pipeline.training_batches(files, hp.batch_size, seed))
+        input_pipeline.training_batches(files, hp.batch_size, seed + start))
     example = _first_example(heatmap_files or files)
 
     def replica_step(inputs, labels, lengths, step):
