@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import os
+import pathlib
 import re
 import tempfile
 
@@ -26,6 +27,8 @@ from attnrnn_lib.errors import UsageError
 GENERATOR_ID = "attention_rnn"
 DESCRIPTION = "Melody RNN with lookback encoding and attention."
 FORMAT = "attnrnn-bundle"
+# The shipped model, beside the package in a source checkout (README: install with -e).
+PRETRAINED = pathlib.Path(__file__).resolve().parents[1] / "pretrained" / "attention_rnn.mag"
 
 # TF1 variable names -> roles (SPEC §3.5), by the parts of the name that say what a variable is, so that both the
 # 2017+ names (verified on a real bundle) and the 2016 TF 0.x names (inferred by role) map:

@@ -178,15 +178,14 @@ def check_run_hparams(run_dir: str, hparams: HParams, write: bool = True) -> Non
     Raises:
       UsageError: naming every field that differs (Magenta's "Assign requires shapes" crash, said plainly).
     """
-    path = os.path.join(run_dir, HPARAMS_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = HParams.from_json(f.read())
+    saved = load_run_hparams(run_dir)
+    if saved is not None:
         if saved != hparams:
             diff = ", ".join(f"{k}: {getattr(saved, k)!r} in the run, {getattr(hparams, k)!r} now"
                              for k in saved.__dataclass_fields__ if getattr(saved, k) != getattr(hparams, k))
             raise UsageError(f"--hparams: {run_dir} was trained with different hparams ({diff})")
     elif write:
+        path = os.path.join(run_dir, HPARAMS_FILE)
         os.makedirs(run_dir, exist_ok=True)
         with open(path + ".tmp", "w") as f:
             f.write(hparams.to_json())

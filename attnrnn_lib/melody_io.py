@@ -75,28 +75,36 @@ def primer_from_midi(path: str) -> tuple[list[int], float | None]:
     return [NO_EVENT] * origin + events, qpm
 
 
+def to_notes(events) -> list[tuple[int, int, int]]:
+    """Events from step 0 -> notes (start step, end step, pitch); a note lasts until the next note-off or note-on."""
+    notes, pitch, start = [], None, 0
+    for step, event in enumerate(list(events) + [NOTE_OFF]):
+        if event != NO_EVENT and pitch is not None:
+            notes.append((start, step, pitch))
+            pitch = None
+        if event >= 0:
+            pitch, start = event, step
+    return notes
+
+
 def to_pretty_midi(events: list[int], qpm: float = 120.0) -> pretty_midi.PrettyMIDI:
     """Events from step 0 (16th notes) -> a one-instrument PrettyMIDI at `qpm`."""
     seconds = 60.0 / qpm / STEPS_PER_QUARTER
     pm = pretty_midi.PrettyMIDI(resolution=220, initial_tempo=qpm)
     piano = pretty_midi.Instrument(program=0)
-    pitch, start = None, 0
-    for step, event in enumerate(list(events) + [NOTE_OFF]):
-        if event != NO_EVENT and pitch is not None:
-            piano.notes.append(pretty_midi.Note(100, pitch, start * seconds, step * seconds))
-            pitch = None
-        if event >= 0:
-            pitch, start = event, step
+    piano.notes = [pretty_midi.Note(100, p, s * seconds, e * seconds) for s, e, p in to_notes(events)]
     pm.instruments.append(piano)
     return pm
 
 
-def render_audio(pm: pretty_midi.PrettyMIDI) -> np.ndarray:
+def render_audio(pm: pretty_midi.PrettyMIDI, on_fallback=None) -> np.ndarray:
     """Audio samples at SAMPLE_RATE: FluidSynth with pretty_midi's General MIDI soundfont when the fluidsynth
     library is installed, otherwise a plain sine rendering (always available, no extra dependency)."""
     try:
         audio = pm.fluidsynth(fs=SAMPLE_RATE)
     except Exception:  # pyfluidsynth / libfluidsynth missing
+        if on_fallback:
+            on_fallback()
         audio = pm.synthesize(fs=SAMPLE_RATE)
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     return (audio / peak * 0.8 if peak > 0 else audio).astype(np.float32)

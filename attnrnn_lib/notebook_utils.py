@@ -21,7 +21,6 @@ from attnrnn_lib import melody_io  # noqa: E402
 from attnrnn_lib.generate import generate  # noqa: E402,F401  (notebooks call nu.generate)
 from attnrnn_lib.heatmap import attention_heatmap, event_name  # noqa: E402,F401
 
-PRETRAINED = pathlib.Path(__file__).resolve().parents[1] / "pretrained" / "attention_rnn.mag"
 SMOKE = os.environ.get("ATTNRNN_SMOKE") == "1"
 
 
@@ -29,7 +28,7 @@ def load_model(source: str | os.PathLike | None = None):
     """The shipped model (None), a `.mag` bundle (ours or Magenta's), or a training run directory."""
     from attnrnn_lib import bundle, config, train
 
-    source = str(source or PRETRAINED)
+    source = str(source or bundle.PRETRAINED)
     if os.path.isdir(source):
         run = train.Run(source, config.load_run_hparams(source), write_hparams=False)
         run.restore()
@@ -41,12 +40,9 @@ def play(events, qpm: float = 120.0, autoplay: bool = False):
     """An audio player for a melody (FluidSynth with pretty_midi's soundfont; a sine synthesiser otherwise)."""
     from IPython.display import Audio
 
-    pm = melody_io.to_pretty_midi(list(events), qpm)
-    try:
-        audio = pm.fluidsynth(fs=melody_io.SAMPLE_RATE)
-    except Exception:
-        print("fluidsynth is not installed: playing a plain sine rendering instead")
-        audio = pm.synthesize(fs=melody_io.SAMPLE_RATE)
+    audio = melody_io.render_audio(
+        melody_io.to_pretty_midi(list(events), qpm),
+        on_fallback=lambda: print("fluidsynth is not installed: playing a plain sine rendering instead"))
     return Audio(audio, rate=melody_io.SAMPLE_RATE, autoplay=autoplay)
 
 
@@ -55,13 +51,7 @@ def piano_roll(events, title: str = "Melody", primer_steps: int = 0, ax=None):
     import matplotlib.pyplot as plt
 
     events = list(events)
-    notes, start, pitch = [], 0, None
-    for step, e in enumerate(events + [-1]):
-        if e != -2 and pitch is not None:
-            notes.append((start, step, pitch))
-            pitch = None
-        if e >= 0:
-            start, pitch = step, e
+    notes = melody_io.to_notes(events)
     if ax is None:
         _, ax = plt.subplots(figsize=(min(14, 3 + len(events) / 12), 3.2), dpi=100)
     for s, e, p in notes:

@@ -40,9 +40,6 @@ def setup_logging(level: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-quiet_tensorflow_import = import_tensorflow_quietly
-
-
 def run(main: Callable[[argparse.Namespace], int | None], parser: argparse.ArgumentParser,
         argv: Sequence[str] | None = None) -> int:
     """Parses flags, runs `main`, and turns a UsageError into one stderr line and exit code 2."""

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import pathlib
 import sys
 import time
 
 from attnrnn_lib.cli import common
 
 log = logging.getLogger("attnrnn")
-PRETRAINED = pathlib.Path(__file__).resolve().parents[2] / "pretrained" / "attention_rnn.mag"
 
 
 def build_parser() -> common.Parser:
@@ -77,7 +75,7 @@ def _load_model(args):
         if hparams is None:
             raise common.UsageError(f"--run_dir: {args.run_dir} has no hparams.json (not a training run)")
         _check_hparams(args.hparams, hparams, f"{args.run_dir} was trained so")
-        common.quiet_tensorflow_import()
+        common.import_tensorflow_quietly()
         from attnrnn_lib import train
 
         run = train.Run(args.run_dir, hparams, write_hparams=False)
@@ -85,10 +83,10 @@ def _load_model(args):
             raise common.UsageError(f"--run_dir: no checkpoint in {run.train_dir}")
         step = run.restore()
         return run.model, f"{run.manager.latest_checkpoint} (step {step})"
-    path = args.bundle_file or str(PRETRAINED)
-    if not args.bundle_file and not PRETRAINED.exists():
-        raise common.UsageError(f"--bundle_file: the shipped model {PRETRAINED} is missing; pass --bundle_file")
-    common.quiet_tensorflow_import()
+    path = args.bundle_file or str(bundle.PRETRAINED)
+    if not args.bundle_file and not bundle.PRETRAINED.exists():
+        raise common.UsageError(f"--bundle_file: the shipped model {bundle.PRETRAINED} is missing; pass --bundle_file")
+    common.import_tensorflow_quietly()
     b = bundle.read_bundle(path)
     _check_hparams(args.hparams, b.hparams, f"the bundle says so")
     return bundle.build_model(b), f"{path} ({b.source} bundle, {list(b.hparams.rnn_layer_sizes)}, {b.hparams.layout})"

@@ -45,7 +45,7 @@ def main_args(args) -> int:
         from attnrnn_lib.dataset import resolve_files
 
         resolve_files(args.sequence_example_file)
-    common.quiet_tensorflow_import()
+    common.import_tensorflow_quietly()
     from attnrnn_lib import corpus, input_pipeline, train
 
     if args.sequence_example_file:
