@@ -196,5 +196,9 @@ def load_run_hparams(run_dir: str) -> HParams | None:
     path = os.path.join(run_dir, HPARAMS_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return HParams.from_json(f.read())
+    try:
+        with open(path) as f:
+            return HParams.from_json(f.read())
+    except (OSError, ValueError, TypeError) as e:  # unreadable, not JSON, or not our fields
+        raise UsageError(f"--run_dir: {path} is not a readable hparams file ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:80] if str(e) else ''})") from None

@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 from attnrnn_lib._note_seq import music_pb2
 
-from attnrnn_lib import encoding, melodies, tfrecord
+from attnrnn_lib import encoding, melodies, outputs, tfrecord
 from attnrnn_lib.errors import UsageError
 from attnrnn_lib.parallel import default_workers, ordered_map
 
@@ -154,16 +154,11 @@ def create_dataset(records: Iterable[bytes], output_dir: str, eval_ratio: float 
     """
     if not 0.0 <= eval_ratio <= 1.0:
         raise UsageError(f"--eval_ratio: {eval_ratio} is outside [0, 1]")
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--output_dir: cannot create {output_dir}: {e.strerror}") from None
+    outputs.ensure_dir(output_dir)
     paths = {"training": os.path.join(output_dir, TRAIN_FILE), "eval": os.path.join(output_dir, EVAL_FILE)}
     for p in paths.values():
         if os.path.exists(p) and not overwrite:
             raise UsageError(f"--output_dir: {p} already exists (pass --overwrite to replace it)")
-    if not os.access(output_dir, os.W_OK):
-        raise UsageError(f"--output_dir: {output_dir} is not writable")
     records = list(records)
     jobs = [_Batch(i, records[i:i + _BATCH], eval_ratio, seed, rules) for i in range(0, len(records), _BATCH)]
     report = DatasetReport({"training": 0, "eval": 0},

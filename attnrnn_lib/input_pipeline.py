@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from attnrnn_lib import tfrecord
 from attnrnn_lib.dataset import resolve_files  # noqa: F401  (re-exported)
 from attnrnn_lib.encoding import INPUT_SIZE
+from attnrnn_lib.errors import UsageError
 
 # Padded lengths: every 32 steps up to 256, then every 64 up to Magenta's 512-step cap.
 BUCKET_LENGTHS = tuple(range(32, 257, 32)) + (320, 384, 448, 512)
@@ -35,8 +37,30 @@ def load_examples(files: list[str]) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(files).map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def count_examples(files: list[str]) -> int:
-    return int(sum(1 for _ in tf.data.TFRecordDataset(files)))
+def check_files(files: list[str], flag: str = "--sequence_example_file") -> int:
+    """Checks that each file is an intact TFRecord of our SequenceExamples; returns how many examples they hold.
+
+    Raises:
+      UsageError: naming the file and what is wrong with it, before any training starts.
+    """
+    total = 0
+    for path in files:
+        try:
+            count, first = tfrecord.scan(path)
+        except tfrecord.CorruptRecordError as e:
+            raise UsageError(f"{flag}: {e}") from None
+        if first is not None:
+            try:
+                inputs, labels = parse_example(first)
+                problem = None if inputs.shape[0] == labels.shape[0] else "inputs and labels differ in length"
+            except (tf.errors.OpError, ValueError) as e:
+                problem = e.message if isinstance(e, tf.errors.OpError) else str(e)
+            if problem:
+                raise UsageError(f"{flag}: {path} does not hold attention_rnn SequenceExamples (74 inputs and a "
+                                 f"label per step; made by attention_rnn_create_dataset): "
+                                 f"{problem.splitlines()[0][:100]}")
+        total += count
+    return total
 
 
 def _bucketed(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:

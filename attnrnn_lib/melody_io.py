@@ -17,8 +17,7 @@ import wave
 import numpy as np
 import pretty_midi
 
-from attnrnn_lib import MAX_NOTE, MIN_NOTE, STEPS_PER_QUARTER, encoding, melodies
-from attnrnn_lib._note_seq import midi_io
+from attnrnn_lib import MAX_NOTE, MIN_NOTE, STEPS_PER_QUARTER, encoding, melodies, midi_io
 from attnrnn_lib.encoding import NO_EVENT, NOTE_OFF
 from attnrnn_lib.errors import UsageError
 
@@ -54,9 +53,12 @@ def primer_from_midi(path: str) -> tuple[list[int], float | None]:
     if not os.path.isfile(path):
         raise UsageError(f"{flag}: no such file: {path}")
     try:
-        sequence = midi_io.midi_file_to_note_sequence(path)
-    except Exception as e:
-        raise UsageError(f"{flag}: {path} is not a readable MIDI file ({type(e).__name__})") from None
+        with open(path, "rb") as f:
+            sequence = midi_io.midi_bytes_to_note_sequence(f.read())
+    except OSError as e:
+        raise UsageError(f"{flag}: cannot read {path} ({e.strerror})") from None
+    except midi_io.UnreadableFile as e:
+        raise UsageError(f"{flag}: {path}: {e}") from None
     qpm = sequence.tempos[0].qpm if sequence.tempos else None
     rules = melodies.ExtractionRules(min_bars=0, min_unique_pitches=1, gap_bars=math.inf,
                                      ignore_polyphonic_notes=True, max_steps_truncate=0)
@@ -126,16 +128,36 @@ def midi_bytes(pm: pretty_midi.PrettyMIDI) -> bytes:
 
 def write_new_file(path: str, data: bytes) -> None:
     """Writes `data` to a temp file beside `path`, then links it into place; never replaces an existing file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    write_new_files({path: data})
+
+
+def write_new_files(files: dict[str, bytes]) -> None:
+    """Writes all of `files` or none: each goes to a temp file first, and only when every one of them is
+    complete are they linked into place. A full disk, or an existing file (never replaced), leaves nothing.
+
+    Raises:
+      UsageError: one of the paths already exists.
+      OSError: writing failed (disk full, file too large...); nothing was left behind.
+    """
+    temps, linked = {}, []
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)     # mkstemp makes files private; outputs are ordinary files
-        os.link(tmp, path)       # fails with FileExistsError instead of overwriting
-    except FileExistsError:
-        raise UsageError(f"--output_dir: {path} already exists; not overwriting it") from None
+        for path, data in files.items():
+            fd, temps[path] = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(temps[path], 0o644)     # mkstemp makes files private; outputs are ordinary files
+        for path, tmp in temps.items():
+            os.link(tmp, path)               # fails with FileExistsError instead of overwriting
+            linked.append(path)
+    except BaseException as e:
+        for path in linked:
+            os.unlink(path)
+        if isinstance(e, FileExistsError):
+            raise UsageError(f"--output_dir: {e.filename2 or e.filename} already exists; not overwriting it") from None
+        raise
     finally:
-        os.unlink(tmp)
+        for tmp in temps.values():
+            os.unlink(tmp)
 
 
 def prepare_primer(events: list[int] | None, num_steps: int, start: str = "magenta",

@@ -10,9 +10,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import io
 import logging
 import os
+import stat
 import warnings
+
+import mido
+import pretty_midi
 
 from attnrnn_lib._note_seq import abc_parser, midi_io, music_pb2, musicxml_reader
 
@@ -26,6 +31,10 @@ MIDI_EXT = (".mid", ".midi")
 MUSICXML_EXT = (".xml", ".mxl", ".musicxml")
 ABC_EXT = (".abc",)
 MAX_FILE_BYTES = 64 << 20  # a "MIDI" file this large is not a melody; refuse instead of eating memory
+# pretty_midi builds a float64 tick -> seconds table as long as the last tick, and note-seq lifts pretty_midi's
+# own 1e7 cap to 1e10: one 1 KB file with a huge delta time then costs gigabytes and seconds. 30M ticks is
+# 7 hours at 960 ticks per quarter and 120 qpm (a 240 MB table), far beyond any melody.
+MAX_TICKS = 30_000_000
 
 
 def note_sequence_id(filename: str, collection: str, source_type: str) -> str:
@@ -65,54 +74,89 @@ class _Job:
     collection: str
 
 
-def _skip(reason: str) -> tuple[list[bytes], str]:
-    return [], reason
+class UnreadableFile(Exception):
+    """A file that cannot be converted; the message is the reason logged and counted."""
+
+
+def _describe(e: Exception) -> str:
+    text = str(e).splitlines()[0][:60] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def midi_bytes_to_note_sequence(data: bytes) -> music_pb2.NoteSequence:
+    """note-seq's MIDI conversion (pretty_midi underneath), refusing files whose tick table would be huge.
+
+    Raises:
+      UnreadableFile: with the reason the file cannot be read.
+    """
+    try:
+        mid = mido.MidiFile(file=io.BytesIO(data), charset="latin1")  # pretty_midi's own settings
+    except EOFError:
+        raise UnreadableFile("truncated MIDI (the file ends inside a chunk)") from None
+    except Exception as e:  # mido raises OSError, ValueError, KeyError... on hostile bytes
+        raise UnreadableFile(f"not a readable MIDI file ({_describe(e)})") from None
+    if not mid.tracks or not any(len(t) for t in mid.tracks):
+        raise UnreadableFile("MIDI file with no tracks")
+    last = max(sum(m.time for m in t) for t in mid.tracks)
+    if last > MAX_TICKS:
+        raise UnreadableFile(f"corrupt MIDI timing (an event at tick {last:,}, the limit is {MAX_TICKS:,})")
+    try:
+        return midi_io.midi_to_note_sequence(pretty_midi.PrettyMIDI(mido_object=mid))
+    except Exception as e:
+        raise UnreadableFile(f"unreadable MIDI ({_describe(e)})") from None
+
+
+def _read(job: _Job, ext: str) -> list[tuple[music_pb2.NoteSequence, str, str]]:
+    """(NoteSequence, source type, name for its id) for each piece in one file."""
+    path = os.path.join(job.root, job.rel)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile("not a regular file")  # a FIFO named x.mid would block the reader forever
+        if info.st_size == 0:
+            raise UnreadableFile("empty file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise UnreadableFile(f"larger than {MAX_FILE_BYTES >> 20} MiB")
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UnreadableFile(f"unreadable ({e.strerror})") from None
+    if ext in MIDI_EXT:
+        return [(midi_bytes_to_note_sequence(data), "midi", job.rel)]
+    try:
+        if ext in MUSICXML_EXT:
+            return [(musicxml_reader.musicxml_file_to_sequence_proto(path), "musicxml", job.rel)]
+        tunes, errors = abc_parser.parse_abc_tunebook(data.decode("utf-8", errors="replace"))
+    except musicxml_reader.MusicXMLConversionError as e:
+        raise UnreadableFile(f"not a readable {ext[1:]} file ({str(e).splitlines()[0][:80] if str(e) else 'no detail'})")
+    except Exception as e:  # the XML and ABC parsers raise many types on hostile input; the run must go on
+        raise UnreadableFile(f"parse error ({_describe(e)})") from None
+    if not tunes and errors:
+        raise UnreadableFile(f"ABC parse error ({type(errors[0]).__name__})")
+    return [(t, "abc", f"{job.rel}_{i}") for i, t in sorted(tunes.items())]
 
 
 def _convert_one(job: _Job) -> tuple[list[bytes], str]:
     """Returns (serialized NoteSequences, skip reason or '')."""
-    path = os.path.join(job.root, job.rel)
     ext = os.path.splitext(job.rel)[1].lower()
     if ext not in MIDI_EXT + MUSICXML_EXT + ABC_EXT:
-        return _skip("not a MIDI, MusicXML or ABC file")
-    try:
-        size = os.path.getsize(path)
-        if size == 0:
-            return _skip("empty file")
-        if size > MAX_FILE_BYTES:
-            return _skip(f"larger than {MAX_FILE_BYTES >> 20} MiB")
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return _skip(f"unreadable ({e.strerror})")
-    filename = job.rel
+        return [], "not a MIDI, MusicXML or ABC file"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pretty_midi warns on every odd file; we report a reason instead
         try:
-            if ext in MIDI_EXT:
-                seqs = [(midi_io.midi_to_note_sequence(data), "midi", filename)]
-            elif ext in MUSICXML_EXT:
-                seqs = [(musicxml_reader.musicxml_file_to_sequence_proto(path), "musicxml", filename)]
-            else:
-                tunes, errors = abc_parser.parse_abc_tunebook(data.decode("utf-8", errors="replace"))
-                seqs = [(t, "abc", f"{filename}_{i}") for i, t in sorted(tunes.items())]
-                if not seqs and errors:
-                    return _skip(f"ABC parse error ({type(errors[0]).__name__})")
-        except (midi_io.MIDIConversionError, musicxml_reader.MusicXMLConversionError) as e:
-            msg = str(e).splitlines()[0][:80] if str(e) else type(e).__name__
-            return _skip(f"not a readable {ext[1:]} file ({msg})")
-        except Exception as e:  # pretty_midi/mido raise many types on hostile input; the run must go on
-            return _skip(f"parse error ({type(e).__name__}: {str(e).splitlines()[0][:60] if str(e) else ''})")
+            seqs = _read(job, ext)
+        except UnreadableFile as e:
+            return [], str(e)
     out = []
     for seq, kind, name in seqs:
         if not seq.notes:
             continue
         seq.collection_name = job.collection
-        seq.filename = filename
+        seq.filename = job.rel
         seq.id = note_sequence_id(name, job.collection, kind)
         out.append(seq.SerializeToString())
     if not out:
-        return _skip("no notes")
+        return [], "no notes"
     return out, ""
 
 

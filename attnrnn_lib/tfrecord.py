@@ -160,6 +160,36 @@ def read_records(path: str | os.PathLike) -> list[bytes]:
     return records
 
 
+def scan(path: str | os.PathLike) -> tuple[int, bytes | None]:
+    """(number of records, the first record) without reading the whole file: every record header is checked
+    (its length checksum, and that the records tile the file exactly), and the first record's data checksum.
+
+    Raises:
+      CorruptRecordError: naming the file, if it is truncated or not a TFRecord file.
+    """
+    size, count, first = os.path.getsize(path), 0, None
+    with open(path, "rb") as f:
+        pos = 0
+        while pos < size:
+            header = f.read(12)
+            if len(header) < 12:
+                raise CorruptRecordError(f"{path}: truncated record header at byte {pos}")
+            if int(masked_crc32c_many([header[:8]])[0]) != struct.unpack_from("<I", header, 8)[0]:
+                raise CorruptRecordError(f"{path}: bad record header at byte {pos} (corrupt or not a TFRecord file)")
+            (length,) = struct.unpack_from("<Q", header)
+            if pos + 16 + length > size:
+                raise CorruptRecordError(f"{path}: record {count} is truncated")
+            if first is None:
+                first = f.read(length)
+                if int(masked_crc32c_many([first])[0]) != struct.unpack("<I", f.read(4))[0]:
+                    raise CorruptRecordError(f"{path}: checksum mismatch in record 0")
+            else:
+                f.seek(length + 4, os.SEEK_CUR)
+            pos += 16 + length
+            count += 1
+    return count, first
+
+
 class AtomicTFRecordWriter:
     """Writes records to a temporary file beside `path` and renames it into place on success.
 

@@ -7,9 +7,11 @@ no-event accuracy over those whose label is. Checkpoints live in `run_dir/train`
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -94,11 +96,35 @@ class Run:
         return int(self.optimizer.iterations.numpy())
 
     def restore(self, path: str | None = None) -> int:
-        """Restores `path` or the latest checkpoint (if any); returns the global step."""
-        path = path or self.manager.latest_checkpoint
-        if path:
-            self.checkpoint.restore(path).expect_partial()
+        """Restores `path`, or else the newest readable checkpoint (if any); returns the global step.
+
+        TensorFlow only lists a checkpoint once all its files are written, so a killed save is never seen;
+        a listed checkpoint that has since been damaged (a bad disk, a copy cut short) is skipped with a
+        warning in favour of the one before it.
+
+        Raises:
+          UsageError: `path` was given and cannot be read.
+        """
+        for candidate in [path] if path else reversed(self.manager.checkpoints):
+            problem = checkpoint_problem(candidate)
+            if problem is None:
+                self.checkpoint.restore(candidate).expect_partial()
+                break
+            if path:
+                raise UsageError(f"checkpoint {candidate} is unreadable: {problem}")
+            log.warning("skipping checkpoint %s: unreadable (%s); trying the one before it", candidate, problem)
         return self.step
+
+
+def checkpoint_problem(path: str) -> str | None:
+    """Why the checkpoint at `path` cannot be restored (every tensor is read, so checksums are checked), or None."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # the reader raises OpError, ValueError or IndexError for damaged files
+        return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    return None
 
 
 def _summaries(writer, step: int, values: dict, image: bytes | None = None):
@@ -193,15 +219,37 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
             due = (save_checkpoint_steps and step % save_checkpoint_steps == 0) or \
                 (not save_checkpoint_steps and time.time() - last_save >= save_checkpoint_secs)
             if due:
-                run.manager.save(checkpoint_number=step)
+                save(run)
                 last_save = time.time()
     finally:
         bar.close()
         if run.step > start and run.manager.latest_checkpoint != os.path.join(
                 run.train_dir, f"model.ckpt-{run.step}"):
-            run.manager.save(checkpoint_number=run.step)
-            log.info("saved %s", run.manager.latest_checkpoint)
+            try:
+                save(run)
+                log.info("saved %s", run.manager.latest_checkpoint)
+            except OSError as e:   # keep whatever stopped the run as the error the user sees
+                log.warning("could not save the final checkpoint: %s", e.strerror)
     return metrics
+
+
+def save(run: Run) -> None:
+    """Saves a checkpoint at the current step. TensorFlow writes it under `<name>_temp` and lists it only once
+    complete; when the disk fills up, that temp directory is removed too.
+
+    Raises:
+      OSError: the save failed (its errno says why); the checkpoints saved before are untouched.
+    """
+    try:
+        run.manager.save(checkpoint_number=run.step)
+    except tf.errors.OpError as e:
+        shutil.rmtree(os.path.join(run.train_dir, f"model.ckpt-{run.step}_temp"), ignore_errors=True)
+        code = next((c for c, text in ((errno.ENOSPC, "No space left"), (errno.EFBIG, "File too large"),
+                                       (errno.EDQUOT, "quota")) if text in e.message), errno.EIO)
+        last = run.manager.latest_checkpoint
+        raise OSError(code, f"{os.strerror(code)}: checkpoint {run.step} was not saved; "
+                            f"{'the run resumes from ' + os.path.basename(last) if last else 'no checkpoint yet'}"
+                      ) from None
 
 
 def _raise_interrupt(signum, frame):
@@ -235,7 +283,11 @@ def evaluate_loop(run: Run, files: list[str], num_steps: int | None = None, time
     example = _first_example(files)
     for path in tf.train.checkpoints_iterator(run.train_dir, min_interval_secs=interval_secs,
                                               timeout=timeout_secs):
-        step = run.restore(path)
+        try:
+            step = run.restore(path)
+        except UsageError as e:
+            log.warning("%s; not evaluated", e)
+            continue
         metrics = evaluate(run.model, files, run.hparams.batch_size, dropout=dropout)
         _summaries(writer, step, metrics, heatmap_png(run.model, example, f"eval attention at step {step}"))
         log.info("Eval at step %d: loss %.4f, perplexity %.3f, accuracy %.4f, event accuracy %.4f", step,

@@ -94,6 +94,9 @@ def main() -> None:
         print(f"| {name} | {files} | {best_m[0]:.1f} + {best_m[1]:.1f} = {sum(best_m):.1f} | "
               f"{best_o[0]:.2f} + {best_o[1]:.2f} = {sum(best_o):.2f} | **{sum(best_m) / sum(best_o):.1f}x** | "
               f"{len(dm)} vs {len(do)} | {'yes' if same else 'NO'} |", flush=True)
+        print(f"ROW|dataset creation, nottingham/{name} ({files} files, convert + create)|{sum(best_m):.1f} s|"
+              f"{sum(best_o):.2f} s|{sum(best_m) / sum(best_o):.1f}x faster|>= 20x; examples identical: "
+              f"{'yes' if same else 'NO'}", flush=True)
         if not same:
             sys.exit("the examples differ from Magenta's")
 

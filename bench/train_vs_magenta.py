@@ -48,6 +48,22 @@ def run_timed(cmd: list[str], log: pathlib.Path) -> tuple[float, float]:
     return time.time() - t, rss
 
 
+def nottingham_examples(tmp: pathlib.Path) -> tuple[str, str]:
+    """The Nottingham melodies through our two data commands (25 % eval, seed 0): (training, eval) files."""
+    subprocess.run([str(BIN / "convert_dir_to_note_sequences"), f"--input_dir={DATA}",
+                    f"--output_file={tmp}/ns.tfrecord", "--log=WARNING"], check=True, env=ENV)
+    subprocess.run([str(BIN / "attention_rnn_create_dataset"), f"--input={tmp}/ns.tfrecord",
+                    f"--output_dir={tmp}/se", "--eval_ratio=0.25", "--seed=0", "--log=WARNING"], check=True, env=ENV)
+    return f"{tmp}/se/training_melodies.tfrecord", f"{tmp}/se/eval_melodies.tfrecord"
+
+
+def logged_tokens_per_s(log_text: str, after_step: int = 20) -> float:
+    """Mean of the trainer's logged real tokens/s over the reports after `after_step` (compilation excluded)."""
+    tokens = [float(t) for s, t in re.findall(r"Global Step: (\d+),.*?, ([\d.]+) real tokens/s", log_text)
+              if int(s) > after_step]
+    return sum(tokens) / len(tokens)
+
+
 def mean_length(path: str) -> float:
     import tensorflow as tf
 
@@ -75,11 +91,7 @@ def main() -> None:
     ap.add_argument("--our_steps", type=int, default=80)
     args = ap.parse_args()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_train_"))
-    subprocess.run([str(BIN / "convert_dir_to_note_sequences"), f"--input_dir={DATA}",
-                    f"--output_file={tmp}/ns.tfrecord", "--log=WARNING"], check=True, env=ENV)
-    subprocess.run([str(BIN / "attention_rnn_create_dataset"), f"--input={tmp}/ns.tfrecord",
-                    f"--output_dir={tmp}/se", "--eval_ratio=0.25", "--seed=0", "--log=WARNING"], check=True, env=ENV)
-    train_file, eval_file = f"{tmp}/se/training_melodies.tfrecord", f"{tmp}/se/eval_melodies.tfrecord"
+    train_file, eval_file = nottingham_examples(tmp)
     avg = mean_length(train_file)
     print(f"# data: Nottingham melodies, {train_file.split('/')[-1]} mean length {avg:.1f} steps; {os.cpu_count()} CPUs")
 
@@ -110,9 +122,7 @@ def main() -> None:
     print("$ " + " ".join(cmd).replace(str(tmp), "$TMP").replace(str(BIN) + "/", ""), flush=True)
     start = time.time()
     o_wall, o_rss = run_timed(cmd, tmp / "ours_train.log")
-    tokens = [float(t) for s, t in re.findall(r"Global Step: (\d+),.*?, ([\d.]+) real tokens/s",
-                                              (tmp / "ours_train.log").read_text()) if int(s) > 20]
-    o_tokens = sum(tokens) / len(tokens)
+    o_tokens = logged_tokens_per_s((tmp / "ours_train.log").read_text())
     # Time to Magenta's eval loss: evaluate our checkpoints in order, Magenta's way (dropout on).
     from attnrnn_lib import train
     from attnrnn_lib.config import PRESETS
@@ -129,6 +139,12 @@ def main() -> None:
           f"in {o_wall:.0f} s wall")
     print(f"RATIO throughput (real tokens/s) ours/magenta = {o_tokens / m_tokens:.2f}x")
     print(f"RATIO peak RSS ours/magenta = {o_rss / m_rss:.2f} (target <= 0.33)")
+    print(f"ROW|training throughput, real tokens/s (batch 128, [128,128])|{m_tokens:,.0f}|{o_tokens:,.0f}|"
+          f"{o_tokens / m_tokens:.2f}x|>= 5x")
+    print(f"ROW|training peak RSS|{m_rss:,.0f} MiB|{o_rss:,.0f} MiB|{o_rss / m_rss:.2f}|<= 0.33")
+    print(f"ROW|wall time to Magenta's eval loss after {args.magenta_steps} steps ({m_eval:.3f})|{m_wall:.0f} s|" +
+          (f"{reached[1]:.0f} s (step {reached[0]})|{m_wall / reached[1]:.1f}x sooner|report" if reached
+           else f"not reached in {args.our_steps} steps|-|report"))
     if reached:
         print(f"eval loss {m_eval:.4f} (Magenta after {args.magenta_steps} steps, {m_wall:.0f} s): ours at step "
               f"{reached[0]}, {reached[1]:.0f} s after start (loss {reached[2]:.4f}) -> {m_wall / reached[1]:.2f}x "

@@ -74,11 +74,15 @@ def scale_melody(bars: int = 8, start: float = 0.0, pitch0: int = 60, step: floa
     return [(pitch0 + scale[i % len(scale)], start + i * step, start + (i + 1) * step) for i in range(n)]
 
 
-def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    """Runs one of our console scripts as a user would (a fresh process), capturing output."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=600)
+def run_cli(*args: str, cwd=None, python: list[str] | None = None, timeout: float = 600,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs one of our console scripts as a user would (a fresh process), capturing output.
+
+    `python` replaces the interpreter command (a wrapper that measures or limits the process).
+    """
+    env = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.run([*(python or [sys.executable]), "-m", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

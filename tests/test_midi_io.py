@@ -38,8 +38,8 @@ def test_convert_names_every_skip(mixed_dir, tmp_path):
         "random.mid": report.skipped["random.mid"],
         "truncated.mid": report.skipped["truncated.mid"],
     }
-    assert report.skipped["random.mid"].startswith(("not a readable mid file", "parse error"))
-    assert report.skipped["truncated.mid"].startswith(("not a readable mid file", "parse error"))
+    assert report.skipped["random.mid"] == "not a readable MIDI file (OSError: MThd not found. Probably not a MIDI file)"
+    assert report.skipped["truncated.mid"] == "truncated MIDI (the file ends inside a chunk)"
     assert "7 converted (7 NoteSequences), 5 skipped" in report.summary()
     seqs = [music_pb2.NoteSequence.FromString(r) for r in tfrecord.read_records(out)]
     names = [s.filename for s in seqs]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 
+from attnrnn_lib import outputs
 from attnrnn_lib.cli import common
 
 log = logging.getLogger("attnrnn")
@@ -46,6 +46,8 @@ def _check_flags(args):
         raise common.UsageError("--bundle_file and --run_dir: give one model, not both")
     if args.save_generator_bundle and not (args.run_dir and args.bundle_file):
         raise common.UsageError("--save_generator_bundle: needs --run_dir (the model) and --bundle_file (the output)")
+    if args.save_generator_bundle and os.path.exists(args.bundle_file):
+        raise common.UsageError(f"--bundle_file: {args.bundle_file} already exists (remove it or choose another name)")
     if args.primer_melody and args.primer_midi:
         raise common.UsageError("--primer_melody and --primer_midi: give at most one primer")
     if not args.temperature > 0:
@@ -105,6 +107,8 @@ def main_args(args) -> int:
     if not args.save_generator_bundle:   # a primer too long for --num_steps fails before the model loads
         import numpy as np
 
+        outputs.ensure_dir(args.output_dir, create=False)
+
         melody_io.prepare_primer(primer, args.num_steps, args.start, np.random.default_rng(args.seed))
     t0 = time.perf_counter()
     model, source = _load_model(args)
@@ -114,11 +118,11 @@ def main_args(args) -> int:
         bundle.save_bundle(model, args.bundle_file, args.bundle_description)
         log.info("wrote bundle %s from %s", args.bundle_file, source)
         return 0
-    from attnrnn_lib import generate, heatmap
+    from attnrnn_lib import generate
 
     stamp = time.strftime("%Y-%m-%d_%H%M%S")
     width = len(str(args.num_outputs))
-    os.makedirs(args.output_dir, exist_ok=True)
+    outputs.ensure_dir(args.output_dir)
     stems = [os.path.join(args.output_dir, f"{stamp}_{i:0{width}d}") for i in range(1, args.num_outputs + 1)]
     suffixes = [".mid"] + [".png"] * args.attention_png + [".wav"] * args.wav
     existing = [s + x for s in stems for x in suffixes if os.path.exists(s + x)]
@@ -129,17 +133,19 @@ def main_args(args) -> int:
     melodies = generate.generate(model, primer, args.num_steps, args.num_outputs, args.temperature,
                                  args.beam_size, args.branch_factor, args.steps_per_iteration, args.seed, args.start)
     t2 = time.perf_counter()
+    files = {}
     for stem, mel in zip(stems, melodies):
         pm = melody_io.to_pretty_midi(mel.events, qpm)
-        files = {".mid": melody_io.midi_bytes(pm)}
+        files[stem + ".mid"] = melody_io.midi_bytes(pm)
         if args.attention_png:
+            from attnrnn_lib import heatmap  # matplotlib only when a picture is asked for
+
             fig = heatmap.attention_heatmap(mel.attention, mel.events[:len(mel.attention)],
                                             title=f"What the model attended to: {os.path.basename(stem)}")
-            files[".png"] = heatmap.figure_png(fig)
+            files[stem + ".png"] = heatmap.figure_png(fig)
         if args.wav:
-            files[".wav"] = melody_io.wav_bytes(melody_io.render_audio(pm))
-        for suffix, data in files.items():
-            melody_io.write_new_file(stem + suffix, data)
+            files[stem + ".wav"] = melody_io.wav_bytes(melody_io.render_audio(pm))
+    melody_io.write_new_files(files)   # all of them or, if the disk fills up, none
     log.info("generated %d melodies x %d steps in %.2f s (model load %.2f s); wrote %s_*%s", len(melodies),
              args.num_steps, t2 - t1, t1 - t0, stems[0][:-width - 1], "/".join(suffixes))
     return 0
@@ -149,5 +155,10 @@ def main(argv=None) -> int:
     return common.run(main_args, build_parser(), argv)
 
 
+def console() -> None:
+    """The `attention_rnn_generate` command: `main`, then a quick exit (every file is written and closed)."""
+    common.exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -34,18 +34,28 @@ def build_parser() -> common.Parser:
 
 
 def main_args(args) -> int:
+    from attnrnn_lib import outputs
     from attnrnn_lib.config import check_run_hparams, parse_hparams
 
     # Everything that can be wrong with the flags is checked before TensorFlow loads (seconds).
     hparams = parse_hparams(args.hparams)
-    if args.num_training_steps < 0:
-        raise common.UsageError(f"--num_training_steps: must be >= 0, got {args.num_training_steps}")
+    for flag, value, ok, rule in (
+            ("--num_training_steps", args.num_training_steps, args.num_training_steps >= 0, ">= 0"),
+            ("--save_checkpoint_steps", args.save_checkpoint_steps, args.save_checkpoint_steps >= 0, ">= 0"),
+            ("--save_checkpoint_secs", args.save_checkpoint_secs, args.save_checkpoint_secs > 0, "> 0"),
+            ("--num_checkpoints", args.num_checkpoints, args.num_checkpoints >= 0, ">= 0"),
+            ("--eval_timeout_secs", args.eval_timeout_secs, args.eval_timeout_secs >= 0, ">= 0")):
+        if not ok:  # `not ok` also catches nan
+            raise common.UsageError(f"{flag}: must be {rule}, got {value}")
+    outputs.ensure_dir(args.run_dir, "--run_dir", create=False)
     check_run_hparams(args.run_dir, hparams, write=False)
     if args.sequence_example_file:
         from attnrnn_lib.dataset import resolve_files
 
         resolve_files(args.sequence_example_file)
     common.import_tensorflow_quietly()
+    import tensorflow as tf
+
     from attnrnn_lib import corpus, input_pipeline, train
 
     if args.sequence_example_file:
@@ -56,19 +66,22 @@ def main_args(args) -> int:
         files = [eval_file if args.eval else train_file]
         heatmap_files = [eval_file]
         log.info("using the default dataset: %s", files[0])
+    n_examples = input_pipeline.check_files(files)
+    if n_examples == 0:
+        raise common.UsageError(f"--sequence_example_file: {files[0]} has no examples")
     steps = args.num_training_steps or None
     run = train.Run(args.run_dir, hparams, seed=args.seed, keep_checkpoints=args.num_checkpoints,
                     write_hparams=not args.eval)
     if args.eval:
-        n = input_pipeline.count_examples(files)
-        if n == 0:
-            raise common.UsageError(f"--sequence_example_file: {files[0]} has no examples to evaluate")
         train.evaluate_loop(run, files, steps, timeout_secs=args.eval_timeout_secs,
                             dropout=not args.eval_without_dropout)
     else:
         try:
             train.train(run, files, steps, args.summary_frequency, args.save_checkpoint_secs,
                         args.save_checkpoint_steps or None, args.seed, heatmap_files)
+        except tf.errors.DataLossError as e:  # a record damaged past the first one, met mid-training
+            raise common.UsageError(f"--sequence_example_file: corrupt record ({e.message.splitlines()[0][:120]}); "
+                                    f"training stopped at step {run.step}, checkpoints are intact") from None
         except KeyboardInterrupt:
             log.info("stopped at step %d; the same command resumes from %s", run.step, run.manager.latest_checkpoint)
             return 130
