@@ -15,12 +15,20 @@ import tensorflow as tf
 from attnrnn_lib.attention_cell import AttentionCell
 from attnrnn_lib.config import HParams
 from attnrnn_lib.encoding import INPUT_SIZE, NUM_CLASSES
-from attnrnn_lib.recurrence import AttentionRecurrence, LSTMRecurrence
+from attnrnn_lib.recurrence import AttentionRecurrence, LSTMRecurrence, project
 
 
 def dropout_mask(shape, keep_prob: float, seed):
-    """A fresh Bernoulli(keep_prob) mask per element, scaled by 1/keep_prob (tf.nn.dropout's), seeded."""
-    return tf.cast(tf.random.stateless_uniform(shape, seed) < keep_prob, tf.float32) / keep_prob
+    """A fresh Bernoulli(keep_prob) mask per element, scaled by 1/keep_prob as tf.nn.dropout's, seeded.
+
+    Each element draws 16 random bits, not a 32-bit float: a CPU training step spends a noticeable share of its
+    time making these masks, and this halves it. keep_prob is then resolved to 1/65536 (exact for Magenta's 0.5).
+    """
+    n = tf.reduce_prod(shape)
+    bits = tf.random.stateless_uniform([(n + 1) // 2], seed, minval=None, maxval=None, dtype=tf.uint32)
+    halves = tf.reshape(tf.bitcast(bits, tf.uint16), [-1])[:n]                  # [n] uniform on 0..65535
+    threshold = min(round(keep_prob * 65536), 65535)
+    return tf.reshape(tf.cast(halves < threshold, tf.float32), shape) / keep_prob
 
 
 class AttentionRNN(keras.Model):
@@ -61,33 +69,44 @@ class AttentionRNN(keras.Model):
         k_in_x, k_in_a = cell.in_kernel[:INPUT_SIZE], cell.in_kernel[INPUT_SIZE:]  # [74, 74], [A, 74]
         k1 = cell.lstm_kernels[0]
         k1_x, k1_h = k1[:INPUT_SIZE], k1[INPUT_SIZE:]                            # [74, 4u1], [u1, 4u1]
-        # The input half of layer 1 for every step at once; only [a; h1] stays inside the loop.
-        z1x = tf.einsum("tbi,ig->tbg", tf.einsum("tbi,ij->tbj", x, k_in_x) + cell.in_bias, k1_x)
-        z1x += cell.lstm_biases[0]                                                 # [T, batch, 4u1]
+        w_x = tf.matmul(k_in_x, k1_x)                                              # [74, 4u1]
+        b_x = tf.matmul(cell.in_bias[None], k1_x)[0] + cell.lstm_biases[0]         # [4u1]
         m1 = tf.concat([tf.matmul(k_in_a, k1_x), k1_h], 0)                         # [A + u1, 4u1]
         masks = ([dropout_mask([steps, batch, u], hp.dropout_keep_prob, seeds[k])
                   for k, u in enumerate(cell.inner)] if dropout and hp.layout == "stack" else [])
         weights = [cell.query_kernel, cell.query_bias, cell.attn_w, cell.attn_v, cell.out_kernel, cell.out_bias]
         recurrence = self._recurrence[bool(masks)]
-        # Sequences are independent: on a CPU, halves of the batch run as two kernels on two cores at once.
+        # 2017 layout: after the wrapper, dropout then a plain LSTM per layer, and dropout on the last output.
+        outer_masks = [dropout_mask([steps, batch, hp.rnn_layer_sizes[n + k - 1]], hp.dropout_keep_prob, seeds[n + k])
+                       for k in range(len(cell.outer))] if dropout else []
+        # Sequences are independent: on a CPU, halves of the batch run through the whole stack on two cores at
+        # once. Each half's input projection is made just before its kernel, so the whole batch's never exists.
         shards = self._shards(inputs)
-        parts = [recurrence(z, m1, *cell.lstm_kernels[1:n], *cell.lstm_biases[1:n], *ms, *weights)
-                 for z, *ms in zip(*[tf.split(t, shards, axis=1) for t in [z1x] + masks])]
-        o = tf.concat([p[0] for p in parts], 1)                                    # [T, batch, A]
-        attention = tf.concat([p[1] for p in parts], 1)                            # [T, batch, L]
-        h = o
-        for k, u in enumerate(cell.outer):                       # 2017 layout: dropout, then a plain LSTM
-            j = n + k
-            if dropout:
-                h = h * dropout_mask(tf.shape(h), hp.dropout_keep_prob, seeds[j])
-            width = hp.rnn_layer_sizes[j - 1]
-            kernel = cell.lstm_kernels[j]
-            zx = tf.einsum("tbi,ig->tbg", h, kernel[:width]) + cell.lstm_biases[j]  # [T, batch, 4u]
-            h = self._outer(zx, kernel[width:])                                     # [T, batch, u]
+        outputs, attention = [], []
+        for xs, *ms in zip(*[tf.split(t, shards, axis=1) for t in [x] + masks + outer_masks]):
+            # The input half of layer 1 for every step at once; only [a; h1] stays inside the loop.
+            z1x = project(xs, w_x) + b_x                                           # [T, batch/shards, 4u1]
+            h, alpha = recurrence(z1x, m1, *cell.lstm_kernels[1:n], *cell.lstm_biases[1:n], *ms[:len(masks)],
+                                  *weights)                                       # [T, b, A], [T, b, L]
+            for k, mask in enumerate(ms[len(masks):] or [None] * len(cell.outer)):
+                h = h if mask is None else h * mask
+                width, kernel = hp.rnn_layer_sizes[n + k - 1], cell.lstm_kernels[n + k]
+                zx = project(h, kernel[:width]) + cell.lstm_biases[n + k]           # [T, b, 4u]
+                h = self._outer(zx, kernel[width:])                                 # [T, b, u]
+            outputs.append(h), attention.append(alpha)
+        h = tf.concat(outputs, 1)                                                  # [T, batch, last]
+        attention = tf.concat(attention, 1)                                        # [T, batch, L]
         if dropout and cell.outer:
             h = h * dropout_mask(tf.shape(h), hp.dropout_keep_prob, seeds[-1])
-        logits = tf.einsum("tbu,uc->tbc", h, self.fc_weights) + self.fc_biases     # [T, batch, 40]
+        logits = project(h, self.fc_weights) + self.fc_biases                      # [T, batch, 40]
         return tf.transpose(logits, [1, 0, 2]), tf.transpose(attention, [1, 0, 2])
+
+    def compile_short_kernels(self, batch_size: int):
+        """Compiles the training kernels for short batches (`recurrence.SHORT_CAPACITY`, ~5 s on a CPU) by
+        running them on an all-zero one-step batch. Returns the gradients, which mean nothing."""
+        with tf.GradientTape() as tape:
+            logits, _ = self(tf.zeros([batch_size, 1, INPUT_SIZE]), training=True, seed=tf.constant([0, 0], tf.int64))
+        return tape.gradient(logits, self.trainable_variables)
 
     @staticmethod
     def _shards(inputs) -> int:

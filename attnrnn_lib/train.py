@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from attnrnn_lib import heatmap, input_pipeline
 from attnrnn_lib.config import HParams, check_run_hparams
-from attnrnn_lib.encoding import NO_EVENT_LABEL
+from attnrnn_lib.encoding import INPUT_SIZE, NO_EVENT_LABEL
 from attnrnn_lib.errors import UsageError
 from attnrnn_lib.model import AttentionRNN
 
@@ -168,6 +168,9 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
     batches = strategy.experimental_distribute_dataset(
         input_pipeline.training_batches(files, hp.batch_size, seed + start))
     example = _first_example(heatmap_files or files)
+    # The first short batch would otherwise stop the run for its own kernel's compilation halfway through.
+    tf.function(lambda: strategy.run(model.compile_short_kernels,
+                                     args=(hp.batch_size // strategy.num_replicas_in_sync,)))()
 
     def replica_step(inputs, labels, lengths, step):
         context = tf.distribute.get_replica_context()
@@ -261,6 +264,11 @@ def evaluate(model: AttentionRNN, files: list[str], batch_size: int, dropout: bo
     """Metrics over one pass of `files`, weighted by valid steps. `dropout=True` is Magenta's eval (SPEC §8.1)."""
     @tf.function(reduce_retracing=True)
     def eval_step(inputs, labels, lengths, i):
+        # A bucket's last batch is short: padded with empty rows (they count for nothing) it runs on the same
+        # compiled kernel as every other batch instead of compiling one for its size.
+        short = batch_size - tf.shape(inputs)[0]
+        inputs = tf.ensure_shape(tf.pad(inputs, [[0, short], [0, 0], [0, 0]]), [batch_size, None, INPUT_SIZE])
+        labels, lengths = tf.pad(labels, [[0, short], [0, 0]]), tf.pad(lengths, [[0, short]])
         logits, _ = model(inputs, training=dropout, seed=tf.stack([tf.cast(seed, tf.int64), i]))
         return step_sums(logits, labels, lengths)
 

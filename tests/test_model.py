@@ -7,7 +7,7 @@ import tensorflow as tf
 from attnrnn_lib import input_pipeline
 from attnrnn_lib.attention_cell import AttentionCell
 from attnrnn_lib.config import PRESETS
-from attnrnn_lib.model import AttentionRNN, count_params
+from attnrnn_lib.model import AttentionRNN, count_params, dropout_mask
 from attnrnn_lib.recurrence import AttentionRecurrence
 
 
@@ -79,7 +79,7 @@ def test_hand_written_backward_equals_autodiff(sizes, masked):
     fast = tape.gradient(loss, args)
     with tf.GradientTape() as tape:
         tape.watch(args)
-        loss = tf.reduce_sum(kernel._forward_loop(*args)["o"] * target)
+        loss = tf.reduce_sum(kernel._forward_loop(steps, *args)["o_hist"][window:] * target)
     slow = tape.gradient(loss, args)
     checked = 0
     for a, b in zip(fast, slow):
@@ -99,3 +99,13 @@ def test_dropout_is_seeded_and_only_in_training(melodies):
     d, _ = model(melodies)
     np.testing.assert_array_equal(a, b)
     assert float(tf.reduce_max(tf.abs(a - c))) > 1e-3 and float(tf.reduce_max(tf.abs(a - d))) > 1e-3
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.8])
+def test_dropout_mask_keeps_keep_prob_of_the_units(keep):
+    seed = tf.constant([7, 1], tf.int64)
+    mask = dropout_mask([33, 64, 31], keep, seed).numpy()             # an odd element count
+    assert set(np.unique(mask)) == {0.0, np.float32(1 / keep)}
+    assert abs(float((mask > 0).mean()) - keep) < 0.01                # 65,472 draws: 4+ standard deviations
+    np.testing.assert_array_equal(mask, dropout_mask([33, 64, 31], keep, seed))
+    assert not np.array_equal(mask, dropout_mask([33, 64, 31], keep, tf.constant([7, 2], tf.int64)))
