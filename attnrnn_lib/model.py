@@ -34,9 +34,16 @@ def dropout_mask(shape, keep_prob: float, seed):
 class AttentionRNN(keras.Model):
     """Magenta's attention_rnn in either layout (SPEC §3.2/§3.3) with Magenta's parameter shapes."""
 
-    def __init__(self, hparams: HParams, **kwargs):
+    def __init__(self, hparams: HParams, mixed_precision: bool = False, **kwargs):
+        """Args:
+          hparams: the model's hyperparameters.
+          mixed_precision: run the projections over all time steps at once (input, between layers, output) in
+            bfloat16 with float32 weights, as Keras' "mixed_bfloat16" policy does: for GPUs and TPUs (and CPUs
+            with AVX512-BF16 or AMX). The recurrence stays float32: its cell state and attention softmax
+            accumulate over hundreds of steps, and it is bound by latency, not arithmetic.
+        """
         super().__init__(**kwargs)
-        self.hparams = hparams
+        self.hparams, self.mixed_precision = hparams, mixed_precision
         self.cell = AttentionCell(hparams, name="attention_cell")
         last = hparams.rnn_layer_sizes[-1]
         self.fc_weights = self.add_weight(name="fc_weights", shape=(last, NUM_CLASSES),
@@ -64,7 +71,7 @@ class AttentionRNN(keras.Model):
         dropout = training and hp.dropout_keep_prob < 1.0
         x = tf.transpose(tf.convert_to_tensor(inputs, tf.float32), [1, 0, 2])      # [T, batch, 74]
         steps, batch = tf.shape(x)[0], tf.shape(x)[1]
-        n, A = len(cell.inner), hp.attn_size
+        n = len(cell.inner)
         seeds = tf.random.experimental.stateless_split(seed, len(hp.rnn_layer_sizes) + 1) if dropout else None
         k_in_x, k_in_a = cell.in_kernel[:INPUT_SIZE], cell.in_kernel[INPUT_SIZE:]  # [74, 74], [A, 74]
         k1 = cell.lstm_kernels[0]
@@ -85,21 +92,27 @@ class AttentionRNN(keras.Model):
         outputs, attention = [], []
         for xs, *ms in zip(*[tf.split(t, shards, axis=1) for t in [x] + masks + outer_masks]):
             # The input half of layer 1 for every step at once; only [a; h1] stays inside the loop.
-            z1x = project(xs, w_x) + b_x                                           # [T, batch/shards, 4u1]
+            z1x = self._project(xs, w_x) + b_x                                     # [T, batch/shards, 4u1]
             h, alpha = recurrence(z1x, m1, *cell.lstm_kernels[1:n], *cell.lstm_biases[1:n], *ms[:len(masks)],
                                   *weights)                                       # [T, b, A], [T, b, L]
             for k, mask in enumerate(ms[len(masks):] or [None] * len(cell.outer)):
                 h = h if mask is None else h * mask
                 width, kernel = hp.rnn_layer_sizes[n + k - 1], cell.lstm_kernels[n + k]
-                zx = project(h, kernel[:width]) + cell.lstm_biases[n + k]           # [T, b, 4u]
+                zx = self._project(h, kernel[:width]) + cell.lstm_biases[n + k]     # [T, b, 4u]
                 h = self._outer(zx, kernel[width:])                                 # [T, b, u]
             outputs.append(h), attention.append(alpha)
         h = tf.concat(outputs, 1)                                                  # [T, batch, last]
         attention = tf.concat(attention, 1)                                        # [T, batch, L]
         if dropout and cell.outer:
             h = h * dropout_mask(tf.shape(h), hp.dropout_keep_prob, seeds[-1])
-        logits = project(h, self.fc_weights) + self.fc_biases                      # [T, batch, 40]
+        logits = self._project(h, self.fc_weights) + self.fc_biases                # [T, batch, 40]
         return tf.transpose(logits, [1, 0, 2]), tf.transpose(attention, [1, 0, 2])
+
+    def _project(self, x, w):
+        """x [T, batch, n] @ w [n, m], in bfloat16 under mixed precision."""
+        if self.mixed_precision:
+            return tf.cast(project(tf.cast(x, tf.bfloat16), tf.cast(w, tf.bfloat16)), tf.float32)
+        return project(x, w)
 
     def compile_short_kernels(self, batch_size: int):
         """Compiles the training kernels for short batches (`recurrence.SHORT_CAPACITY`, ~5 s on a CPU) by

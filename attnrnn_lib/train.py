@@ -71,14 +71,15 @@ class Run:
     """A run directory: hparams checked against `run_dir/hparams.json`, model, optimizer and checkpoints."""
 
     def __init__(self, run_dir: str, hparams: HParams, seed: int = 0, keep_checkpoints: int = 10,
-                 strategy: tf.distribute.Strategy | None = None, write_hparams: bool = True):
+                 strategy: tf.distribute.Strategy | None = None, write_hparams: bool = True,
+                 mixed_precision: bool = False):
         self.run_dir, self.hparams = run_dir, hparams
         self.train_dir, self.eval_dir = os.path.join(run_dir, "train"), os.path.join(run_dir, "eval")
         check_run_hparams(run_dir, hparams, write=write_hparams)
         self.strategy = strategy or get_strategy()
         with self.strategy.scope():
             keras.utils.set_random_seed(seed)
-            self.model = AttentionRNN(hparams)
+            self.model = AttentionRNN(hparams, mixed_precision=mixed_precision)  # see AttentionRNN
             schedule = keras.optimizers.schedules.ExponentialDecay(
                 hparams.learning_rate, hparams.decay_steps, hparams.decay_rate, staircase=True)
             # TF1 AdamOptimizer defaults (Keras' epsilon is 1e-7). Keras' clipnorm clips each gradient tensor

@@ -1,7 +1,8 @@
 """Training throughput on a GPU (when the machine has one): our trainer, Magenta's default model, Nottingham.
 
 Magenta 2.1.4 needs TensorFlow 2.12, whose GPU build is not what its venv installs, so this reports our side only:
-real (non-padding) tokens/s at batch 128, [128, 128], after compilation.
+real (non-padding) tokens/s at batch 128, [128, 128], after compilation, in float32 and with
+--mixed_precision.
 
 Usage (project venv, on a machine with a GPU; a few minutes):
     python bench/train_gpu.py [--steps 300]
@@ -36,16 +37,17 @@ def main() -> None:
         return
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_gpu_"))
     train_file, _ = nottingham_examples(tmp)
-    cmd = [str(BIN / "attention_rnn_train"), f"--run_dir={tmp}/run", f"--sequence_example_file={train_file}",
-           "--hparams=preset=magenta_2017", f"--num_training_steps={args.steps}", "--summary_frequency=20",
-           "--save_checkpoint_steps=100000"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
-    if r.returncode:
-        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    tokens = logged_tokens_per_s(r.stderr, after_step=60)
-    print(f"{name}: {tokens:,.0f} real tokens/s")
-    print(f"ROW|training throughput on the GPU, real tokens/s ({name.split('(')[0].strip()})|-|{tokens:,.0f}|-|report")
-
+    for precision, extra in (("float32", []), ("mixed bfloat16", ["--mixed_precision"])):
+        cmd = [str(BIN / "attention_rnn_train"), f"--run_dir={tmp}/run_{len(extra)}",
+               f"--sequence_example_file={train_file}", "--hparams=preset=magenta_2017",
+               f"--num_training_steps={args.steps}", "--summary_frequency=20", "--save_checkpoint_steps=100000"]
+        r = subprocess.run(cmd + extra, capture_output=True, text=True, env=ENV)
+        if r.returncode:
+            sys.exit(f"failed: {' '.join(cmd + extra)}\n{r.stderr[-3000:]}")
+        tokens = logged_tokens_per_s(r.stderr, after_step=60)
+        print(f"{name}, {precision}: {tokens:,.0f} real tokens/s")
+        print(f"ROW|training throughput on the GPU, {precision}, real tokens/s ({name.split('(')[0].strip()})|-|"
+              f"{tokens:,.0f}|-|report")
 
 if __name__ == "__main__":
     main()

@@ -83,3 +83,16 @@ def test_restart_with_other_hparams_is_a_clear_error(trained, nottingham_example
                 f"--sequence_example_file={nottingham_examples[0]}", "--num_training_steps=50")
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "attn_length: 8 in the run, 5 now" in r.stderr
+
+
+def test_mixed_precision_trains_with_float32_weights(tmp_path, nottingham_examples, trained):
+    """bfloat16 projections: the loss falls like float32's, the weights stay float32, the numbers differ."""
+    run = train.Run(str(tmp_path), CI, seed=0, mixed_precision=True)
+    last = train.train(run, [str(nottingham_examples[0])], num_steps=40, summary_frequency=10,
+                       save_checkpoint_steps=40, seed=0)
+    float32_loss = trained[1]["loss"]
+    assert last["loss"] == pytest.approx(float32_loss, rel=0.05) and last["loss"] != float32_loss
+    assert read_events(tmp_path / "train")["loss"][0][1] > last["loss"] + 0.5
+    assert {str(v.dtype) for v in run.model.trainable_variables} == {"float32"}
+    logits, _ = run.model(tf.zeros([2, 5, 74]))
+    assert logits.dtype == tf.float32

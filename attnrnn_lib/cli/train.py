@@ -30,6 +30,8 @@ def build_parser() -> common.Parser:
     p.add_argument("--eval_without_dropout", action="store_true",
                    help="evaluate with dropout off (Magenta evaluates with it on, keep 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed of initial weights, shuffling and dropout")
+    p.add_argument("--mixed_precision", action="store_true",
+                   help="bfloat16 projections with float32 weights (GPU/TPU; CPUs with AVX512-BF16 or AMX)")
     return p
 
 
@@ -71,7 +73,7 @@ def main_args(args) -> int:
         raise common.UsageError(f"--sequence_example_file: {files[0]} has no examples")
     steps = args.num_training_steps or None
     run = train.Run(args.run_dir, hparams, seed=args.seed, keep_checkpoints=args.num_checkpoints,
-                    write_hparams=not args.eval)
+                    write_hparams=not args.eval, mixed_precision=args.mixed_precision)
     if args.eval:
         train.evaluate_loop(run, files, steps, timeout_secs=args.eval_timeout_secs,
                             dropout=not args.eval_without_dropout)
