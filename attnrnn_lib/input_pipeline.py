@@ -85,7 +85,10 @@ def _pad_to_bucket(inputs, labels):
 def training_batches(files: list[str], batch_size: int, seed: int) -> tf.data.Dataset:
     """Endless shuffled, bucketed batches: (inputs [B, T, 74] float32, labels [B, T] int32, lengths [B])."""
     ds = load_examples(files).cache().repeat().shuffle(4096, seed=seed, reshuffle_each_iteration=True)
-    return _bucketed(ds, batch_size, drop_remainder=True).map(_to_batch).prefetch(2)
+    # Bucketing loses the static batch size; the model needs it to split a batch across CPU cores.
+    fixed = lambda x, y, n: (tf.ensure_shape(x, [batch_size, None, INPUT_SIZE]),  # noqa: E731
+                             tf.ensure_shape(y, [batch_size, None]), tf.ensure_shape(n, [batch_size]))
+    return _bucketed(ds, batch_size, drop_remainder=True).map(_to_batch).map(fixed).prefetch(2)
 
 
 def eval_batches(files: list[str], batch_size: int) -> tf.data.Dataset:

@@ -185,7 +185,8 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return sums
 
-    @tf.function(reduce_retracing=True)
+    # One trace for every batch length (the time axis is None in the spec), not a retrace mid-run.
+    @tf.function(input_signature=[batches.element_spec])
     def train_step(batch):
         step = tf.cast(optimizer.iterations, tf.int64)
         sums = strategy.run(replica_step, args=(*batch, step))
