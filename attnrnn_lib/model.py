@@ -84,8 +84,8 @@ class AttentionRNN(keras.Model):
         weights = [cell.query_kernel, cell.query_bias, cell.attn_w, cell.attn_v, cell.out_kernel, cell.out_bias]
         recurrence = self._recurrence[bool(masks)]
         # 2017 layout: after the wrapper, dropout then a plain LSTM per layer, and dropout on the last output.
-        outer_masks = [dropout_mask([steps, batch, hp.rnn_layer_sizes[n + k - 1]], hp.dropout_keep_prob, seeds[n + k])
-                       for k in range(len(cell.outer))] if dropout else []
+        outer_masks = [dropout_mask([steps, batch, hp.rnn_layer_sizes[n + k - 1]], hp.dropout_keep_prob,
+                                    seeds[n + k]) for k in range(len(cell.outer))] if dropout else []
         # Sequences are independent: on a CPU, halves of the batch run through the whole stack on two cores at
         # once. Each half's input projection is made just before its kernel, so the whole batch's never exists.
         shards = self._shards(inputs)
@@ -118,7 +118,8 @@ class AttentionRNN(keras.Model):
         """Compiles the training kernels for short batches (`recurrence.SHORT_CAPACITY`, ~5 s on a CPU) by
         running them on an all-zero one-step batch. Returns the gradients, which mean nothing."""
         with tf.GradientTape() as tape:
-            logits, _ = self(tf.zeros([batch_size, 1, INPUT_SIZE]), training=True, seed=tf.constant([0, 0], tf.int64))
+            logits, _ = self(tf.zeros([batch_size, 1, INPUT_SIZE]), training=True,
+                             seed=tf.constant([0, 0], tf.int64))
         return tape.gradient(logits, self.trainable_variables)
 
     @staticmethod
