@@ -45,14 +45,17 @@ train_file, eval_file = corpus.default_dataset(max_files=1 if SMOKE else None)
 # %% [markdown]
 # ## Hyperparameters
 # Magenta's syntax works: `batch_size=64,rnn_layer_sizes=[64,64]`. Presets: `magenta_2016` (default),
-# `magenta_2017` (Magenta's released layout), `ci` (tiny).
+# `magenta_2017` (Magenta's released layout), `ci` (tiny). On a GPU or TPU the run uses mixed precision
+# (`--mixed_precision` on the command line): the projections over all time steps run in bfloat16, the weights and
+# the recurrence stay float32.
 
 # %%
 hparams = parse_hparams("preset=ci" if SMOKE else "preset=magenta_2017,batch_size=64,rnn_layer_sizes=[64,64]")
 steps = 10 if SMOKE else 1000
 run_dir = tempfile.mkdtemp(prefix="attnrnn_run_")
-run = train.Run(run_dir, hparams, strategy=strategy)
-print(hparams)
+on_accelerator = any("GPU" in d or "TPU" in d for d in strategy.extended.worker_devices)
+run = train.Run(run_dir, hparams, strategy=strategy, mixed_precision=on_accelerator)
+print(hparams, "| mixed precision:", on_accelerator)
 
 # %% [markdown]
 # ## TensorBoard (optional)
