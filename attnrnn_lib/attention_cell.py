@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from attnrnn_lib.config import HParams
 from attnrnn_lib.encoding import INPUT_SIZE
-from attnrnn_lib.recurrence import lstm_step
+from attnrnn_lib.lstm_recurrence import lstm_step
 
 
 def attention_scores(keys, query, v):

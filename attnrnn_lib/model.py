@@ -15,11 +15,12 @@ import tensorflow as tf
 from attnrnn_lib.attention_cell import AttentionCell
 from attnrnn_lib.config import HParams
 from attnrnn_lib.encoding import INPUT_SIZE, NUM_CLASSES
-from attnrnn_lib.recurrence import AttentionRecurrence, LSTMRecurrence, project
+from attnrnn_lib.lstm_recurrence import LSTMRecurrence, project
+from attnrnn_lib.recurrence import AttentionRecurrence
 
 
-def dropout_mask(shape, keep_prob: float, seed):
-    """A fresh Bernoulli(keep_prob) mask per element, scaled by 1/keep_prob as tf.nn.dropout's, seeded.
+def dropout_keep(shape, keep_prob: float, seed):
+    """Which elements dropout keeps: a fresh Bernoulli(keep_prob) draw per element, seeded. bool [shape].
 
     Each element draws 16 random bits, not a 32-bit float: a CPU training step spends a noticeable share of its
     time making these masks, and this halves it. keep_prob is then resolved to 1/65536 (exact for Magenta's 0.5).
@@ -28,7 +29,18 @@ def dropout_mask(shape, keep_prob: float, seed):
     bits = tf.random.stateless_uniform([(n + 1) // 2], seed, minval=None, maxval=None, dtype=tf.uint32)
     halves = tf.reshape(tf.bitcast(bits, tf.uint16), [-1])[:n]                  # [n] uniform on 0..65535
     threshold = min(round(keep_prob * 65536), 65535)
-    return tf.reshape(tf.cast(halves < threshold, tf.float32), shape) / keep_prob
+    return tf.reshape(halves < threshold, shape)
+
+
+def dropout_mask(shape, keep_prob: float, seed):
+    """`dropout_keep` as tf.nn.dropout's multiplier: 1/keep_prob where kept, else 0. float32 [shape]."""
+    return tf.cast(dropout_keep(shape, keep_prob, seed), tf.float32) / keep_prob
+
+
+def apply_dropout(x, keep, keep_prob: float):
+    """x with dropout where `keep` (bool, x's shape) is False. Written as a select so that the backward pass
+    keeps the 1-byte `keep` instead of a float32 mask as large as x."""
+    return tf.where(keep, x * (1.0 / keep_prob), tf.zeros_like(x))
 
 
 class AttentionRNN(keras.Model):
@@ -37,10 +49,11 @@ class AttentionRNN(keras.Model):
     def __init__(self, hparams: HParams, mixed_precision: bool = False, **kwargs):
         """Args:
           hparams: the model's hyperparameters.
-          mixed_precision: run the projections over all time steps at once (input, between layers, output) in
-            bfloat16 with float32 weights, as Keras' "mixed_bfloat16" policy does: for GPUs and TPUs (and CPUs
-            with AVX512-BF16 or AMX). The recurrence stays float32: its cell state and attention softmax
-            accumulate over hundreds of steps, and it is bound by latency, not arithmetic.
+          mixed_precision: run the output projection over all time steps at once in bfloat16 with float32
+            weights, as Keras' "mixed_bfloat16" policy does: for GPUs and TPUs (and CPUs with AVX512-BF16 or
+            AMX). The recurrence, with the input and between-layer projections folded into its steps, stays
+            float32: its cell state and attention softmax accumulate over hundreds of steps, and it is bound by
+            latency, not arithmetic.
         """
         super().__init__(**kwargs)
         self.hparams, self.mixed_precision = hparams, mixed_precision
@@ -69,8 +82,8 @@ class AttentionRNN(keras.Model):
         """
         hp, cell = self.hparams, self.cell
         dropout = training and hp.dropout_keep_prob < 1.0
-        x = tf.transpose(tf.convert_to_tensor(inputs, tf.float32), [1, 0, 2])      # [T, batch, 74]
-        steps, batch = tf.shape(x)[0], tf.shape(x)[1]
+        inputs = tf.convert_to_tensor(inputs)                                      # [batch, T, 74], any number type
+        steps, batch = tf.shape(inputs)[1], tf.shape(inputs)[0]
         n = len(cell.inner)
         seeds = tf.random.experimental.stateless_split(seed, len(hp.rnn_layer_sizes) + 1) if dropout else None
         k_in_x, k_in_a = cell.in_kernel[:INPUT_SIZE], cell.in_kernel[INPUT_SIZE:]  # [74, 74], [A, 74]
@@ -84,41 +97,38 @@ class AttentionRNN(keras.Model):
         weights = [cell.query_kernel, cell.query_bias, cell.attn_w, cell.attn_v, cell.out_kernel, cell.out_bias]
         recurrence = self._recurrence[bool(masks)]
         # 2017 layout: after the wrapper, dropout then a plain LSTM per layer, and dropout on the last output.
-        outer_masks = [dropout_mask([steps, batch, hp.rnn_layer_sizes[n + k - 1]], hp.dropout_keep_prob,
-                                    seeds[n + k]) for k in range(len(cell.outer))] if dropout else []
-        # Sequences are independent: on a CPU, halves of the batch run through the whole stack on two cores at
-        # once. Each half's input projection is made just before its kernel, so the whole batch's never exists.
+        outer_keep = [dropout_keep([steps, batch, hp.rnn_layer_sizes[n + k - 1]], hp.dropout_keep_prob,
+                                   seeds[n + k]) for k in range(len(cell.outer))] if dropout else []
+        last_keep = ([dropout_keep([steps, batch, hp.rnn_layer_sizes[-1]], hp.dropout_keep_prob, seeds[-1])]
+                     if dropout and cell.outer else [])
+        # Sequences are independent: on a CPU, halves of the batch run through the whole model on two cores at
+        # once, and only their logits are joined (the memory a training step holds is the sum of the halves').
         shards = self._shards(inputs)
-        outputs, attention = [], []
-        for xs, *ms in zip(*[tf.split(t, shards, axis=1) for t in [x] + masks + outer_masks]):
-            # The input half of layer 1 for every step at once; only [a; h1] stays inside the loop.
-            z1x = self._project(xs, w_x) + b_x                                     # [T, batch/shards, 4u1]
-            h, alpha = recurrence(z1x, m1, *cell.lstm_kernels[1:n], *cell.lstm_biases[1:n], *ms[:len(masks)],
-                                  *weights)                                       # [T, b, A], [T, b, L]
-            for k, mask in enumerate(ms[len(masks):] or [None] * len(cell.outer)):
-                h = h if mask is None else h * mask
-                width, kernel = hp.rnn_layer_sizes[n + k - 1], cell.lstm_kernels[n + k]
-                zx = self._project(h, kernel[:width]) + cell.lstm_biases[n + k]     # [T, b, 4u]
-                h = self._outer(zx, kernel[width:])                                 # [T, b, u]
-            outputs.append(h), attention.append(alpha)
-        h = tf.concat(outputs, 1)                                                  # [T, batch, last]
-        attention = tf.concat(attention, 1)                                        # [T, batch, L]
-        if dropout and cell.outer:
-            h = h * dropout_mask(tf.shape(h), hp.dropout_keep_prob, seeds[-1])
-        logits = self._project(h, self.fc_weights) + self.fc_biases                # [T, batch, 40]
+        logits, attention = [], []
+        for xs, *ms in zip(tf.split(inputs, shards, axis=0),
+                           *[tf.split(t, shards, axis=1) for t in masks + outer_keep + last_keep]):
+            xs = tf.cast(tf.transpose(xs, [1, 0, 2]), tf.float32)                  # [T, b, 74]
+            h, alpha = recurrence(xs, w_x, b_x, m1, *cell.lstm_kernels[1:n], *cell.lstm_biases[1:n],
+                                  *ms[:len(masks)], *weights)                     # [T, b, A], [T, b, L]
+            for k, keep in enumerate(ms[len(masks):len(masks) + len(outer_keep)] or [None] * len(cell.outer)):
+                h = h if keep is None else apply_dropout(h, keep, hp.dropout_keep_prob)
+                h = self._outer(h, cell.lstm_kernels[n + k], cell.lstm_biases[n + k])  # [T, b, u]
+            if last_keep:
+                h = apply_dropout(h, ms[-1], hp.dropout_keep_prob)
+            logits.append(self._project(h, self.fc_weights) + self.fc_biases)      # [T, b, 40]
+            attention.append(alpha)
+        logits, attention = tf.concat(logits, 1), tf.concat(attention, 1)          # [T, batch, 40], [T, batch, L]
         return tf.transpose(logits, [1, 0, 2]), tf.transpose(attention, [1, 0, 2])
 
     def _project(self, x, w):
         """x [T, batch, n] @ w [n, m], in bfloat16 under mixed precision."""
-        if self.mixed_precision:
-            return tf.cast(project(tf.cast(x, tf.bfloat16), tf.cast(w, tf.bfloat16)), tf.float32)
-        return project(x, w)
+        return project(x, w, dtype=tf.bfloat16 if self.mixed_precision else tf.float32)
 
     def compile_short_kernels(self, batch_size: int):
-        """Compiles the training kernels for short batches (`recurrence.SHORT_CAPACITY`, ~5 s on a CPU) by
+        """Compiles the training kernels for short batches (`lstm_recurrence.SHORT_CAPACITY`, ~5 s on a CPU) by
         running them on an all-zero one-step batch. Returns the gradients, which mean nothing."""
         with tf.GradientTape() as tape:
-            logits, _ = self(tf.zeros([batch_size, 1, INPUT_SIZE]), training=True,
+            logits, _ = self(tf.zeros([batch_size, 1, INPUT_SIZE], tf.int8), training=True,
                              seed=tf.constant([0, 0], tf.int64))
         return tape.gradient(logits, self.trainable_variables)
 

@@ -4,91 +4,26 @@
 whole batch of sequences at once, fast enough to train on a laptop CPU. Why it exists (see perf/NOTES.md):
 letting TensorFlow differentiate through the step makes it keep the `[batch, attn_length, units]` window of
 every time step for the backward pass, and that costs 6.5x a plain LSTM. Here the forward loop keeps only small
-per-step tensors (gates, cell states, query, attention weights), and the backward loop rebuilds each window as
+per-step tensors (gates, cell states, query, attention weights), and the backward pass rebuilds each window as
 a slice of the output history. Both loops are compiled with XLA, which fuses the window arithmetic.
 
 The window is never copied: every output and its key are written once into a history buffer `[L + T, batch, A]`
-and each step reads its window as a slice of it; the backward pass adds each slot's gradient straight into a
-buffer of the same shape. Sequences are padded to 128 steps or a multiple of 512 before they enter XLA and the
-loops stop at the real length, so all bucket lengths share two compiled kernels (two compilations, two sets of
-buffers) instead of compiling a new one per padded length; the weight-gradient contractions then run outside
-XLA on the real steps only.
-
-Everything is time-major: `[time, batch, ...]`. LSTM gates are in TF1 order i, j, f, o with the +1 forget bias
-added at run time (SPEC §3.1), so Magenta's kernels are used as they are.
+and each step reads its window as a slice of it. The backward pass runs in chunks of time (`lstm_recurrence.py`
+says why); within a chunk each window slot's gradient is added straight into a buffer covering the chunk and
+the `L` outputs before it, and the part for those `L` earlier outputs is handed on to the next chunk.
 """
 
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
-
-def _prefer_wide_vectors() -> None:
-    """On AVX-512 CPUs, lets XLA emit 512-bit vector code (its default is 256): the window arithmetic runs about
-    17 % faster on this project's machine. Read when XLA compiles its first kernel, so it is set on import."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    try:
-        with open("/proc/cpuinfo") as f:
-            avx512 = " avx512f " in f.read(1 << 16).replace("\n", " ")
-    except OSError:
-        avx512 = False
-    if avx512 and "xla_cpu_prefer_vector_width" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_prefer_vector_width=512".strip()
-
-
-_prefer_wide_vectors()
-
-FORGET_BIAS = 1.0
-# Compiled time lengths. Short batches get a short one: the loops stop at the real length, but every buffer is
-# zero-filled at full capacity. 512 is Magenta's longest training sequence; longer inputs use a multiple of it.
-SHORT_CAPACITY, CAPACITY = 128, 512
-
-
-def _pad_time(x, capacity):
-    """x [T, ...] -> [capacity, ...], zeros after step T."""
-    return tf.pad(x, [[0, capacity - tf.shape(x)[0]]] + [[0, 0]] * (x.shape.rank - 1))
-
-
-def _capacity(steps):
-    long = (tf.maximum(steps, 1) + CAPACITY - 1) // CAPACITY * CAPACITY
-    return tf.where(steps <= SHORT_CAPACITY, SHORT_CAPACITY, long)
-
-
-def _lstm_forward(z, c_prev):
-    """One LSTM step from pre-activations `z` [batch, 4u] -> (activated gates [batch, 4u], c, h)."""
-    i, j, f, o = tf.split(z, 4, axis=-1)                       # each [batch, u]
-    i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + FORGET_BIAS), tf.sigmoid(o)
-    c = c_prev * f + i * j                                     # [batch, u]
-    h = tf.tanh(c) * o                                         # [batch, u]
-    return tf.concat([i, j, f, o], -1), c, h
-
-
-def lstm_step(x, c, h, kernel, bias):
-    """TF1 BasicLSTMCell: x [batch, in], c, h [batch, u], kernel [in + u, 4u] -> (c, h)."""
-    _, c, h = _lstm_forward(tf.matmul(tf.concat([x, h], -1), kernel) + bias, c)
-    return c, h
-
-
-def _lstm_backward(gates, c, c_prev, dh, dc):
-    """Backward of `_lstm_forward`: (dz [batch, 4u], dc_prev [batch, u])."""
-    i, j, f, o = tf.split(gates, 4, axis=-1)                   # each [batch, u]
-    tc = tf.tanh(c)
-    dc = dc + dh * o * (1.0 - tc * tc)
-    dz = tf.concat([dc * j * i * (1.0 - i), dc * i * (1.0 - j * j),
-                    dc * c_prev * f * (1.0 - f), dh * tc * o * (1.0 - o)], -1)
-    return dz, dc * f
-
-
-def _before(stack, t):
-    """stack[t - 1] [batch, ...], or zeros at t = 0: the value step t started from."""
-    return stack[tf.maximum(t - 1, 0)] * tf.cast(t > 0, stack.dtype)
+from attnrnn_lib.lstm_recurrence import (CHUNK, backward_by_chunks, before, capacity_for, hidden, lstm_backward,
+                                         lstm_forward, pad_time, previous_rows, sum_outer)
 
 
 def _window(hist, t, length):
-    """Rows t .. t+length-1 of a history buffer [L + T, batch, A] (a dynamic slice, fused by XLA)."""
+    """Rows t .. t+length-1 of a history buffer [rows, batch, A] (a dynamic slice, fused by XLA)."""
     # Explicit sizes, not -1: XLA lowers a "to the end" size from a dynamic start by padding the whole buffer.
     return tf.slice(hist, tf.stack([t, 0, 0]), tf.concat([[length], tf.shape(hist)[1:]], 0))
 
@@ -99,30 +34,9 @@ def _put(hist, t, row):
 
 
 def _add_rows(hist, t, rows):
-    """`hist` with `rows` [L, batch, A] added to its rows t .. t+L-1 (in place; backward only, XLA only)."""
+    """`hist` with `rows` [n, batch, A] added to its rows t .. t+n-1 (in place; XLA only)."""
     begin = tf.stack([t, 0, 0])
     return xla.dynamic_update_slice(hist, tf.slice(hist, begin, tf.shape(rows)) + rows, begin)
-
-
-def _rows(x):
-    """[..., n] -> [rows, n]: every leading axis as one, so a contraction is a single MatMul (TensorFlow's CPU
-    einsum runs the same contractions 1.3-1.8x slower)."""
-    return tf.reshape(x, [-1, tf.shape(x)[-1]])
-
-
-def _sum_outer(x, dy):
-    """sum_t x[t]^T dy[t] for x [T, batch, n], dy [T, batch, m] -> [n, m]: a weight gradient."""
-    return tf.matmul(_rows(x), _rows(dy), transpose_a=True)
-
-
-def project(x, w):
-    """x [..., n] @ w [n, m] -> [..., m]."""
-    return tf.reshape(tf.matmul(_rows(x), w), tf.concat([tf.shape(x)[:-1], tf.shape(w)[-1:]], 0))
-
-
-def _sum_outer_previous(x, dy):
-    """sum_t x[t-1]^T dy[t] (x one step late, zero before the start) without building the shifted copy."""
-    return _sum_outer(x[:-1], dy[1:])
 
 
 class AttentionRecurrence:
@@ -132,7 +46,8 @@ class AttentionRecurrence:
     caller (so the kernel stays deterministic) and applied to each inner layer's output as SPEC §3.3 says.
 
     Call with (all float32):
-      z1x:   [T, batch, 4*u1]      x_t·K_in_x·K1_x + b_in·K1_x + b1, precomputed for every step at once.
+      x:     [T, batch, 74]        the encoded inputs.
+      w_x, b_x: [74, 4*u1], [4*u1] x's part of layer 1's pre-activation: x·K_in_x·K1_x + b_in·K1_x + b1.
       m1:    [A + u1, 4*u1]        recurrent matrix of layer 1 for [a_prev ; h1_prev].
       kernels, biases: layers 2..n of the stack, [u_{k-1} + u_k, 4*u_k] and [4*u_k].
       masks: one [T, batch, u_k] per inner layer that has dropout (`has_mask` says which), scaled by 1/keep.
@@ -142,78 +57,99 @@ class AttentionRecurrence:
       alpha: [T, batch, L]         the attention weights (not differentiated).
     """
 
-    def __init__(self, sizes: tuple[int, ...], attn_length: int, has_mask: tuple[bool, ...]):
-        self.sizes, self.attn_length, self.has_mask = tuple(sizes), attn_length, tuple(has_mask)
+    def __init__(self, sizes: tuple[int, ...], attn_length: int, has_mask: tuple[bool, ...], chunk: int = CHUNK):
+        self.sizes, self.attn_length, self.has_mask, self.chunk = tuple(sizes), attn_length, tuple(has_mask), chunk
         self._forward = tf.function(self._forward_loop, jit_compile=True, reduce_retracing=True)
-        self._backward = tf.function(self._backward_loop, jit_compile=True, reduce_retracing=True)
+        self._backward = tf.function(self._backward_chunk, jit_compile=True, reduce_retracing=True)
 
     def _unpack(self, args):
         n, nm = len(self.sizes), sum(self.has_mask)
-        z1x, m1 = args[0], args[1]
-        kernels, biases = list(args[2:n + 1]), list(args[n + 1:2 * n])
-        mask_list = list(args[2 * n:2 * n + nm])
+        x, w_x, b_x, m1 = args[:4]
+        kernels, biases = list(args[4:n + 3]), list(args[n + 3:2 * n + 2])
+        mask_list = list(args[2 * n + 2:2 * n + 2 + nm])
         masks = [mask_list.pop(0) if has else None for has in self.has_mask]
-        kq, bq, u, v, ko, bo = args[2 * n + nm:]
-        return z1x, m1, kernels, biases, masks, kq, bq, u, v, ko, bo
+        kq, bq, u, v, ko, bo = args[2 * n + 2 + nm:]
+        return x, w_x, b_x, m1, kernels, biases, masks, kq, bq, u, v, ko, bo
+
+    def _per_step(self, i):
+        """Whether argument i has a time axis (the inputs and the masks)."""
+        n = len(self.sizes)
+        return i == 0 or 2 * n + 2 <= i < 2 * n + 2 + sum(self.has_mask)
 
     def __call__(self, *args):
         args = [tf.convert_to_tensor(x) for x in args]   # read variables here: the gradient flows to them as usual
-        n, nm, L = len(self.sizes), sum(self.has_mask), self.attn_length
+        L = self.attn_length
 
         @tf.custom_gradient
         def run(*args):
             steps = tf.shape(args[0])[0]
-            capacity = _capacity(steps)
+            capacity = capacity_for(steps)
             # Per-step inputs padded to the compiled length; stop_gradient: the forward loop must not record
             # itself for autodiff (that is the cost we avoid).
-            padded = [tf.stop_gradient(_pad_time(x, capacity) if i == 0 or 2 * n <= i < 2 * n + nm else x)
-                      for i, x in enumerate(args)]
+            padded = [tf.stop_gradient(pad_time(x, capacity) if self._per_step(i) else x) for i, x in enumerate(args)]
             saved = self._forward(steps, *padded)
             o, alpha = saved["o_hist"][L:L + steps], saved["alpha"][:steps]
 
             def grad(d_o, d_alpha):
                 del d_alpha  # the weights are shown, never trained on
-                # Everything but z1x: the backward never reads it, so it need not stay alive until then.
-                per_step = self._backward(steps, _pad_time(d_o, capacity), saved, *padded[1:])
-                return self._weight_gradients(steps, per_step, saved, args)
+                return self._gradients(steps, pad_time(d_o, capacity), saved, args, padded[3:])
             return (o, tf.transpose(alpha, [0, 2, 1])), grad       # alpha -> [T, batch, L]
         return run(*args)
 
-    def _weight_gradients(self, steps, per_step, saved, args):
-        """Every gradient from the backward loop's per-step results: one contraction over the real steps each."""
-        z1x, m1, kernels, biases, masks, kq, bq, u, v, ko, bo = self._unpack(args)
+    def _gradients(self, steps, d_o_ext, saved, args, loop_args):
+        """Every gradient, one backward chunk at a time: the chunk's per-step gradients go straight into the
+        weight gradients (one contraction each) and are dropped."""
+        x, w_x, b_x, m1, kernels, biases, masks, kq, bq, u, v, ko, bo = self._unpack(args)
         n, L = len(self.sizes), self.attn_length
-        dz = [x[:steps] for x in per_step["dz"]]                     # [T, batch, 4u_k] each
-        d_q, d_o, d_key = per_step["d_q"][:steps], per_step["d_o"][:steps], per_step["d_key"][:steps]
-        hs, a = [x[:steps] for x in saved["h"]], saved["a"][:steps]
-        cs = [x[:steps] for x in saved["c"]]
-        masks = [None if m is None else m[:steps] for m in masks]
-        d_m1 = tf.concat([_sum_outer_previous(a, dz[0]), _sum_outer_previous(hs[0], dz[0])], 0)
-        d_kernels, d_biases = [], []
-        for k in range(1, n):
-            below = hs[k - 1] if masks[k - 1] is None else hs[k - 1] * masks[k - 1]
-            d_kernels.append(tf.concat([_sum_outer(below, dz[k]), _sum_outer_previous(hs[k], dz[k])], 0))
-            d_biases.append(tf.reduce_sum(dz[k], [0, 1]))
-        d_kq = tf.concat([_sum_outer(x, d_q) for ch in zip(cs, hs) for x in ch], 0)  # rows in nest order
-        out = hs[-1] if masks[-1] is None else hs[-1] * masks[-1]
-        d_ko = tf.concat([_sum_outer(out, d_o), _sum_outer(a, d_o)], 0)
-        d_u = _sum_outer(saved["o_hist"][L:L + steps], d_key)
-        return ([dz[0], d_m1] + d_kernels + d_biases + [None] * sum(self.has_mask) +
-                [d_kq, tf.reduce_sum(d_q, [0, 1]), d_u, per_step["dv"], d_ko, tf.reduce_sum(d_o, [0, 1])])
+        zero = lambda *shape: tf.zeros(shape)                       # noqa: E731
+        batch, width = tf.shape(x)[1], u.shape[0]
+        carry = ([zero(batch, d) for d in self.sizes], [zero(batch, d) for d in self.sizes], zero(batch, width),
+                 zero(L, batch, width), zero(L, batch, width), zero(width))
+        trained = [w_x, b_x, m1, *kernels, *biases, kq, bq, u, ko, bo]
+
+        def run_chunk(s, e, carry, grads):
+            carry, out = self._backward(s, e, d_o_ext, saved, carry, *loop_args)
+            dz = [z[:e - s] for z in out["dz"]]                     # [e - s, batch, 4u_k] each
+            d_q, d_o, d_key = out["d_q"][:e - s], out["d_o"][:e - s], out["d_key"][self.chunk - (e - s):]
+            gs, cs = [g[s:e] for g in saved["gates"]], [c[s:e] for c in saved["c"]]
+            hs = [hidden(g, c) for g, c in zip(gs, cs)]              # [e - s, batch, u_k] each
+            h_prev = [hidden(previous_rows(g, s, e), previous_rows(c, s, e)) for g, c in zip(saved["gates"],
+                                                                                              saved["c"])]
+            a, ms = saved["a"][s:e], [None if m is None else m[s:e] for m in masks]
+            new = [sum_outer(x[s:e], dz[0]), tf.reduce_sum(dz[0], [0, 1]),
+                   tf.concat([sum_outer(previous_rows(saved["a"], s, e), dz[0]), sum_outer(h_prev[0], dz[0])], 0)]
+            for k in range(1, n):
+                below = hs[k - 1] if ms[k - 1] is None else hs[k - 1] * ms[k - 1]
+                new.append(tf.concat([sum_outer(below, dz[k]), sum_outer(h_prev[k], dz[k])], 0))
+            new += [tf.reduce_sum(dz[k], [0, 1]) for k in range(1, n)]
+            out_h = hs[-1] if ms[-1] is None else hs[-1] * ms[-1]
+            new += [tf.concat([sum_outer(t, d_q) for ch in zip(cs, hs) for t in ch], 0),  # rows in nest order
+                    tf.reduce_sum(d_q, [0, 1]), sum_outer(saved["o_hist"][L + s:L + e], d_key),
+                    tf.concat([sum_outer(out_h, d_o), sum_outer(a, d_o)], 0), tf.reduce_sum(d_o, [0, 1])]
+            return carry, [g + d for g, d in zip(grads, new)]
+
+        carry, grads = backward_by_chunks(steps, self.chunk, carry, [tf.zeros_like(w) for w in trained], run_chunk)
+        d_w_x, d_b_x, d_m1 = grads[:3]
+        d_kernels, d_biases = grads[3:n + 2], grads[n + 2:2 * n + 1]
+        d_kq, d_bq, d_u, d_ko, d_bo = grads[2 * n + 1:]
+        return ([None, d_w_x, d_b_x, d_m1] + d_kernels + d_biases + [None] * sum(self.has_mask) +
+                [d_kq, d_bq, d_u, carry[5], d_ko, d_bo])
 
     # ---------------------------------------------------------------- forward
-    def _step(self, x1, state, kernels, biases, masks_t, kq, bq, u, v, ko, bo, m1, t):
+    def _step(self, x, state, kernels, biases, masks_t, kq, bq, u, v, ko, bo, w1, b1, t):
         """One step. `state` = (cs, hs, a, o_hist, k_hist); returns the new state and what backward needs."""
         cs, hs, a, o_hist, k_hist = state
         L = self.attn_length
         wk, wv = _window(k_hist, t, L), _window(o_hist, t, L)       # [L, batch, A]: outputs t-L .. t-1
         gates, new_c, new_h = [], [], []
-        z = x1 + tf.matmul(tf.concat([a, hs[0]], -1), m1)          # [batch, 4*u1]
+        # The input projection inside the loop: precomputed for every step it would need two more [T, batch, 4*u1]
+        # buffers while the loop runs, for the same arithmetic.
+        z = tf.matmul(tf.concat([x, a, hs[0]], -1), w1) + b1        # [batch, 4*u1]
         for k in range(len(self.sizes)):
             if k > 0:
                 below = new_h[k - 1] if masks_t[k - 1] is None else new_h[k - 1] * masks_t[k - 1]
                 z = tf.matmul(tf.concat([below, hs[k]], -1), kernels[k - 1]) + biases[k - 1]
-            g, c, h = _lstm_forward(z, cs[k])
+            g, c, h = lstm_forward(z, cs[k])
             gates.append(g), new_c.append(c), new_h.append(h)
         s = tf.concat([t_ for ch in zip(new_c, new_h) for t_ in ch], -1)  # [batch, S] in nest order
         q = tf.matmul(s, kq) + bq                                    # [batch, A]
@@ -227,52 +163,55 @@ class AttentionRecurrence:
 
     def _forward_loop(self, steps, *args):
         """Runs `steps` steps of inputs padded to a capacity; returns capacity-long per-step arrays."""
-        z1x, m1, kernels, biases, masks, kq, bq, u, v, ko, bo = self._unpack(args)
-        capacity, batch = tf.shape(z1x)[0], tf.shape(z1x)[1]
+        x, w_x, b_x, m1, kernels, biases, masks, kq, bq, u, v, ko, bo = self._unpack(args)
+        capacity, batch = tf.shape(x)[0], tf.shape(x)[1]
         units, L = self.sizes, self.attn_length
         width = u.shape[0]
         n = len(units)
+        w1 = tf.concat([w_x, m1], 0)                                  # [74 + A + u1, 4*u1]
         zeros = lambda d: tf.zeros([batch, d])                        # noqa: E731
         hist = tf.zeros([L + capacity, batch, width])
         state = ([zeros(d) for d in units], [zeros(d) for d in units], zeros(width), hist, hist)
-        arrays = [tf.TensorArray(tf.float32, size=capacity) for _ in range(3 * n + 3)]
+        arrays = [tf.TensorArray(tf.float32, size=capacity) for _ in range(2 * n + 3)]
 
         def body(t, state, arrays):
             masks_t = [None if m is None else m[t] for m in masks]
-            state, (gates, cs, hs, q, alpha, a) = self._step(z1x[t], state, kernels, biases, masks_t,
-                                                             kq, bq, u, v, ko, bo, m1, t)
-            items = gates + cs + hs + [q, alpha, a]
+            state, (gates, cs, hs, q, alpha, a) = self._step(x[t], state, kernels, biases, masks_t,
+                                                             kq, bq, u, v, ko, bo, w1, b_x, t)
+            items = gates + cs + [q, alpha, a]       # not h: the backward rebuilds it from the gates and c
             return t + 1, state, [ta.write(t, x) for ta, x in zip(arrays, items)]
 
         _, state, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, state, arrays),
                                          maximum_iterations=steps)
         st = [ta.stack() for ta in arrays]
-        return {"gates": st[:n], "c": st[n:2 * n], "h": st[2 * n:3 * n], "q": st[3 * n],
-                "alpha": st[3 * n + 1], "a": st[3 * n + 2], "o_hist": state[3], "k_hist": state[4]}
+        return {"gates": st[:n], "c": st[n:2 * n], "q": st[2 * n], "alpha": st[2 * n + 1], "a": st[2 * n + 2],
+                "o_hist": state[3], "k_hist": state[4]}
 
     # --------------------------------------------------------------- backward
-    def _backward_loop(self, steps, d_o_ext, saved, *args):
-        """Steps `steps - 1` .. 0 backward; returns the per-step gradients (capacity-long) and d v.
-        `args` are the call's arguments without z1x."""
-        _, m1, kernels, biases, masks, kq, bq, u, v, ko, bo = self._unpack((None,) + args)
+    def _backward_chunk(self, s, e, d_o_ext, saved, carry, *args):
+        """Steps e-1 .. s backward. `carry` holds the recurrent gradients of step e, d v so far, and the window
+        gradients already collected for the outputs e-L .. e-1; returns the same for step s (outputs s-L .. s-1)
+        and the chunk's per-step gradients, [chunk, ...] with row t - s for step t. `args` start at m1."""
+        _, _, _, m1, kernels, biases, masks, kq, bq, u, v, ko, bo = self._unpack((None,) * 3 + args)
         units, L, n = self.sizes, self.attn_length, len(self.sizes)
-        capacity, batch = tf.shape(d_o_ext)[0], tf.shape(d_o_ext)[1]
-        width = u.shape[0]
-        gates, cs, hs, qs, alphas = saved["gates"], saved["c"], saved["h"], saved["q"], saved["alpha"]
+        width, batch = u.shape[0], tf.shape(d_o_ext)[1]
+        gates, cs, qs, alphas = saved["gates"], saved["c"], saved["q"], saved["alpha"]
         o_hist, k_hist = saved["o_hist"], saved["k_hist"]            # [L + T, batch, A]; row L + t holds o_t
-        zeros = lambda d: tf.zeros([batch, d])                        # noqa: E731
-        # d_o_hist / d_k_hist collect the gradient of every window slot that read o_t / its key (row L + t);
-        # by the time the loop reaches step t, every later step has added to row L + t.
-        hist = tf.zeros([L + capacity, batch, width])
-        carry = ([zeros(d) for d in units], [zeros(d) for d in units], zeros(width), hist, hist,
-                 tf.zeros([width]))
-        arrays = [tf.TensorArray(tf.float32, size=capacity) for _ in range(n + 2)]
+        dcs, dhs, da_next, tail_o, tail_k, dv = carry
+        # d_ohist / d_khist row r collects the gradient of output e - chunk - L + r from every window slot that
+        # read it or its key: rows chunk .. chunk+L-1 (outputs e-L .. e-1) start from what the later chunks
+        # collected. By the time the loop reaches step t, every later step has added to o_t's row.
+        first = e - self.chunk - L                                    # the output in row 0
+        d_ohist, d_khist = [tf.concat([tf.zeros([self.chunk, batch, width]), tail], 0) for tail in (tail_o, tail_k)]
+        arrays = [tf.TensorArray(tf.float32, size=self.chunk) for _ in range(n + 2)]
         s_sizes = [d for d in units for _ in (0, 1)]                  # c1, h1, c2, h2, ...
 
-        def body(t, carry, arrays):
+        def body(t, r, carry, arrays):
+            # r = t - first, o_t's row, counted down on its own: computed from `first` inside the loop it makes
+            # XLA compile the chunk once per value of e.
             dcs, dhs, da_next, d_ohist, d_khist, dv = carry
-            d_key = _window(d_khist, t + L, 1)[0]                     # [batch, A]; o_t's key is now complete
-            d_o = d_o_ext[t] + _window(d_ohist, t + L, 1)[0] + tf.matmul(d_key, u, transpose_b=True)
+            d_key = _window(d_khist, r, 1)[0]                         # [batch, A]; o_t's key is now complete
+            d_o = d_o_ext[t] + _window(d_ohist, r, 1)[0] + tf.matmul(d_key, u, transpose_b=True)
             d_cat = tf.matmul(d_o, ko, transpose_b=True)              # [batch, u_n + A]
             d_out, da = d_cat[:, :units[-1]], d_cat[:, units[-1]:] + da_next
             # Attention read a = sum_l alpha_l W_l, scores e_l = v . tanh(K_l + q).
@@ -284,8 +223,8 @@ class AttentionRecurrence:
             d_pre = d_e[:, :, None] * v * (1.0 - th * th)             # [L, batch, A]
             dv = dv + tf.einsum("lb,lba->a", d_e, th)
             d_q = tf.reduce_sum(d_pre, 0)                             # [batch, A]
-            d_ohist = _add_rows(d_ohist, t, alpha[:, :, None] * da[None])
-            d_khist = _add_rows(d_khist, t, d_pre)
+            d_ohist = _add_rows(d_ohist, r - L, alpha[:, :, None] * da[None])   # outputs t-L .. t-1
+            d_khist = _add_rows(d_khist, r - L, d_pre)
             d_s = tf.split(tf.matmul(d_q, kq, transpose_b=True), s_sizes, axis=-1)
             # The stack, top layer first.
             new_dcs, new_dhs, dz_list = [None] * n, [None] * n, [None] * n
@@ -293,7 +232,7 @@ class AttentionRecurrence:
             for k in reversed(range(n)):
                 d_from_above = d_above if masks[k] is None else d_above * masks[k][t]
                 dh = dhs[k] + d_s[2 * k + 1] + d_from_above
-                dz, new_dcs[k] = _lstm_backward(gates[k][t], cs[k][t], _before(cs[k], t), dh, dcs[k] + d_s[2 * k])
+                dz, new_dcs[k] = lstm_backward(gates[k][t], cs[k][t], before(cs[k], t), dh, dcs[k] + d_s[2 * k])
                 dz_list[k] = dz
                 if k > 0:
                     d_in = tf.matmul(dz, kernels[k - 1], transpose_b=True)
@@ -302,59 +241,17 @@ class AttentionRecurrence:
                     d_in = tf.matmul(dz, m1, transpose_b=True)
                     da_next, new_dhs[0] = d_in[:, :width], d_in[:, width:]
             items = dz_list + [d_q, d_o]
-            return t - 1, (new_dcs, new_dhs, da_next, d_ohist, d_khist, dv), [ta.write(t, x) for ta, x in
+            return t - 1, r - 1, (new_dcs, new_dhs, da_next, d_ohist, d_khist, dv), [ta.write(t - s, x) for ta, x in
                                                                              zip(arrays, items)]
 
-        _, carry, arrays = tf.while_loop(lambda t, *_: t >= 0, body, (steps - 1, carry, arrays),
-                                         maximum_iterations=steps)
+        _, _, carry, arrays = tf.while_loop(lambda t, *_: t >= s, body,
+                                            (e - 1, self.chunk + L - 1, (dcs, dhs, da_next, d_ohist, d_khist, dv),
+                                             arrays),
+                                         maximum_iterations=self.chunk)
+        dcs, dhs, da_next, d_ohist, d_khist, dv = carry
         st = [ta.stack() for ta in arrays]
-        return {"dz": st[:n], "d_q": st[n], "d_o": st[n + 1], "d_key": carry[4][L:], "dv": carry[5]}
-
-
-class LSTMRecurrence:
-    """A plain LSTM layer over a whole sequence with the same hand-written backward (the layers after the
-    attention wrapper in the 2017 layout). Call with zx [T, batch, 4u] (input part plus bias, precomputed) and
-    the recurrent kernel kh [u, 4u]; returns h [T, batch, u]."""
-
-    def __init__(self):
-        self._forward = tf.function(self._forward_loop, jit_compile=True, reduce_retracing=True)
-        self._backward = tf.function(self._backward_loop, jit_compile=True, reduce_retracing=True)
-
-    def __call__(self, zx, kh):
-        @tf.custom_gradient
-        def run(zx, kh):
-            steps = tf.shape(zx)[0]
-            capacity = _capacity(steps)
-            gates, c, h = self._forward(steps, tf.stop_gradient(_pad_time(zx, capacity)), tf.stop_gradient(kh))
-
-            def grad(d_h):
-                dz = self._backward(steps, _pad_time(d_h, capacity), gates, c, tf.stop_gradient(kh))[:steps]
-                return dz, _sum_outer_previous(h[:steps], dz)             # [T, batch, 4u], [u, 4u]
-            return h[:steps], grad
-        return run(zx, kh)
-
-    def _forward_loop(self, steps, zx, kh):
-        capacity, batch, units = tf.shape(zx)[0], tf.shape(zx)[1], kh.shape[0]
-        arrays = [tf.TensorArray(tf.float32, size=capacity) for _ in range(3)]
-
-        def body(t, c, h, arrays):
-            g, c, h = _lstm_forward(zx[t] + tf.matmul(h, kh), c)         # [batch, 4u], [batch, u] x2
-            return t + 1, c, h, [ta.write(t, x) for ta, x in zip(arrays, (g, c, h))]
-
-        zero = tf.zeros([batch, units])
-        *_, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, zero, zero, arrays),
-                                   maximum_iterations=steps)
-        return [ta.stack() for ta in arrays]
-
-    def _backward_loop(self, steps, d_h_ext, gates, cs, kh):
-        capacity, batch, units = tf.shape(gates)[0], tf.shape(gates)[1], kh.shape[0]
-        dz_array = tf.TensorArray(tf.float32, size=capacity)
-
-        def body(t, dc, dh, dz_array):
-            dz, dc = _lstm_backward(gates[t], cs[t], _before(cs, t), dh + d_h_ext[t], dc)
-            return t - 1, dc, tf.matmul(dz, kh, transpose_b=True), dz_array.write(t, dz)
-
-        zero = tf.zeros([batch, units])
-        *_, dz_array = tf.while_loop(lambda t, *_: t >= 0, body, (steps - 1, zero, zero, dz_array),
-                                     maximum_iterations=steps)
-        return dz_array.stack()                                              # [capacity, batch, 4u]
+        # Outputs s-L .. s-1 for the next chunk. Sizes from an argument's shape: the loop results' shapes would
+        # make XLA treat s and e as compile-time constants and compile once per chunk.
+        tails = [xla.dynamic_slice(h, tf.stack([s - first - L, 0, 0]), [L, batch, width]) for h in (d_ohist, d_khist)]
+        return ((dcs, dhs, da_next, *tails, dv),
+                {"dz": st[:n], "d_q": st[n], "d_o": st[n + 1], "d_key": d_khist[L:]})   # keys: outputs e-chunk .. e-1

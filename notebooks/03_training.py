@@ -46,8 +46,8 @@ train_file, eval_file = corpus.default_dataset(max_files=1 if SMOKE else None)
 # ## Hyperparameters
 # Magenta's syntax works: `batch_size=64,rnn_layer_sizes=[64,64]`. Presets: `magenta_2016` (default),
 # `magenta_2017` (Magenta's released layout), `ci` (tiny). On a GPU or TPU the run uses mixed precision
-# (`--mixed_precision` on the command line): the projections over all time steps run in bfloat16, the weights and
-# the recurrence stay float32.
+# (`--mixed_precision` on the command line): the output projection over all time steps runs in bfloat16; the
+# weights and the recurrence (which folds in the input projections) stay float32.
 
 # %%
 hparams = parse_hparams("preset=ci" if SMOKE else "preset=magenta_2017,batch_size=64,rnn_layer_sizes=[64,64]")

@@ -8,6 +8,7 @@ from attnrnn_lib import input_pipeline
 from attnrnn_lib.attention_cell import AttentionCell
 from attnrnn_lib.config import PRESETS
 from attnrnn_lib.model import AttentionRNN, count_params, dropout_mask
+from attnrnn_lib.lstm_recurrence import LSTMRecurrence
 from attnrnn_lib.recurrence import AttentionRecurrence
 
 
@@ -61,17 +62,18 @@ def test_cached_keys_equal_recomputed_keys(melodies):
 
 @pytest.mark.parametrize("sizes, masked", [((8,), False), ((8, 6), True)])
 def test_hand_written_backward_equals_autodiff(sizes, masked):
-    """The kernel's backward pass against TensorFlow differentiating the same forward loop."""
+    """The kernel's backward pass against TensorFlow differentiating the same forward loop. 13 steps in backward
+    chunks of 4: a short chunk, then three whole ones each handing window gradients on to the next."""
     rng = np.random.default_rng(0)
     r = lambda *s: tf.constant(rng.normal(size=s).astype(np.float32) * 0.3)  # noqa: E731
-    steps, batch, window, width = 13, 3, 5, sizes[-1]
-    args = [r(steps, batch, 4 * sizes[0]), r(width + sizes[0], 4 * sizes[0])]
+    steps, batch, window, width, inputs = 13, 3, 5, sizes[-1], 7
+    args = [r(steps, batch, inputs), r(inputs, 4 * sizes[0]), r(4 * sizes[0]), r(width + sizes[0], 4 * sizes[0])]
     args += [r(sizes[k - 1] + sizes[k], 4 * sizes[k]) for k in range(1, len(sizes))]
     args += [r(4 * sizes[k]) for k in range(1, len(sizes))]
     if masked:
         args += [tf.constant((rng.random((steps, batch, u)) > 0.5) * 2.0, tf.float32) for u in sizes]
     args += [r(2 * sum(sizes), width), r(width), r(width, width), r(width), r(sizes[-1] + width, width), r(width)]
-    kernel = AttentionRecurrence(sizes, window, (masked,) * len(sizes))
+    kernel = AttentionRecurrence(sizes, window, (masked,) * len(sizes), chunk=4)
     target = r(steps, batch, width)
     with tf.GradientTape() as tape:
         tape.watch(args)
@@ -82,12 +84,31 @@ def test_hand_written_backward_equals_autodiff(sizes, masked):
         loss = tf.reduce_sum(kernel._forward_loop(steps, *args)["o_hist"][window:] * target)
     slow = tape.gradient(loss, args)
     checked = 0
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast[1:], slow[1:]):
         if a is None:  # the dropout masks are constants
             continue
         np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4)
         checked += 1
-    assert checked == len(args) - (len(sizes) if masked else 0)
+    assert fast[0] is None   # the inputs are data
+    assert checked == len(args) - 1 - (len(sizes) if masked else 0)
+
+
+def test_lstm_backward_equals_autodiff():
+    """The plain LSTM layer's backward pass (chunks of 4 over 10 steps) against TensorFlow's own."""
+    rng = np.random.default_rng(1)
+    r = lambda *s: tf.constant(rng.normal(size=s).astype(np.float32) * 0.4)  # noqa: E731
+    x, kernel, bias, target = r(10, 3, 5), r(5 + 6, 24), r(24), r(10, 3, 6)
+    layer = LSTMRecurrence(chunk=4)
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel, bias])
+        loss = tf.reduce_sum(layer(x, kernel, bias) * target)
+    fast = tape.gradient(loss, [x, kernel, bias])
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel, bias])
+        loss = tf.reduce_sum(layer._forward_loop(10, x, kernel, bias)[2] * target)
+    slow = tape.gradient(loss, [x, kernel, bias])
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-4)
 
 
 def test_dropout_is_seeded_and_only_in_training(melodies):
