@@ -1,15 +1,17 @@
 """The pieces both training kernels share, and the plain LSTM layer over a whole sequence.
 
 A training kernel runs a recurrence over every step of a batch inside one XLA loop and keeps only small per-step
-tensors for its hand-written backward pass (why: perf/NOTES.md and `recurrence.py`). Three choices here keep its
-memory small:
-- The input projection happens inside the compiled forward loop, so the `[T, batch, 4u]` pre-activations exist
-  only while it runs.
+tensors for its hand-written backward pass (why: perf/NOTES.md and `recurrence.py`). What keeps its memory small:
+- The input projection happens inside the compiled forward loop, so no `[T, batch, 4u]` pre-activations exist.
+- Per step it keeps the gates i, f, o (in float16, `GATE_DTYPE`) and the cell state c; j comes back from c,
+  and h = o tanh(c).
 - The backward pass walks the sequence in chunks of `CHUNK` steps from the end. After each chunk the weight
   gradients take that chunk's per-step gradients in a few large matrix products, so those per-step gradients never
   exist for the whole sequence at once.
-- Sequences are padded to 128 steps or a multiple of 512 before they enter XLA and the loops stop at the real
-  length: all bucket lengths share two compiled kernels instead of one compilation per padded length.
+- Sequences are padded to a multiple of 512 steps before they enter XLA and the loops stop at the real length:
+  every bucket length up to Magenta's 512 shares one compiled kernel. Each compilation costs seconds and leaves
+  tens of MB of compiled code and compiler memory behind; zero-filling 512-step buffers for a short batch costs
+  milliseconds.
 
 Everything is time-major: `[time, batch, ...]`. LSTM gates are in TF1 order i, j, f, o with the +1 forget bias
 added at run time (SPEC §3.1), so Magenta's kernels are used as they are.
@@ -38,9 +40,12 @@ def _prefer_wide_vectors() -> None:
 _prefer_wide_vectors()
 
 FORGET_BIAS = 1.0
-# Compiled time lengths. Short batches get a short one: the loops stop at the real length, but every buffer is
-# zero-filled at full capacity. 512 is Magenta's longest training sequence; longer inputs use a multiple of it.
-SHORT_CAPACITY, CAPACITY = 128, 512
+# The compiled time length: Magenta's longest training sequence. Longer inputs use a multiple of it.
+CAPACITY = 512
+# How the training kernels keep the gates i, f, o of every step for the backward pass: half precision halves
+# the largest per-step arrays. The values lie in (0, 1), where float16 resolves 2^-11, so a gradient differs from
+# float32 storage's by about 1e-3 of itself (the forward pass and the loss are unchanged; see tests/test_model.py).
+GATE_DTYPE = tf.float16
 # Steps per backward chunk: large enough that each weight-gradient product has batch x 32 rows (thousands), small
 # enough that a chunk's per-step gradients are a sixteenth of a 512-step sequence's. 32 and 64 train equally fast.
 CHUNK = 32
@@ -53,17 +58,20 @@ def pad_time(x, capacity):
 
 def capacity_for(steps):
     """The compiled length that holds `steps` steps."""
-    long = (tf.maximum(steps, 1) + CAPACITY - 1) // CAPACITY * CAPACITY
-    return tf.where(steps <= SHORT_CAPACITY, SHORT_CAPACITY, long)
+    return (tf.maximum(steps, 1) + CAPACITY - 1) // CAPACITY * CAPACITY
 
 
 def lstm_forward(z, c_prev):
-    """One LSTM step from pre-activations `z` [batch, 4u] -> (activated gates [batch, 4u], c, h)."""
+    """One LSTM step from pre-activations `z` [batch, 4u] -> (the gates i, f, o [batch, 3u], c, h).
+
+    The input gate j is not returned: the backward pass rebuilds it from c (see `lstm_backward`), so the
+    per-step arrays a training kernel keeps are a quarter smaller.
+    """
     i, j, f, o = tf.split(z, 4, axis=-1)                       # each [batch, u]
     i, j, f, o = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f + FORGET_BIAS), tf.sigmoid(o)
     c = c_prev * f + i * j                                     # [batch, u]
     h = tf.tanh(c) * o                                         # [batch, u]
-    return tf.concat([i, j, f, o], -1), c, h
+    return tf.concat([i, f, o], -1), c, h
 
 
 def lstm_step(x, c, h, kernel, bias):
@@ -73,17 +81,24 @@ def lstm_step(x, c, h, kernel, bias):
 
 
 def hidden(gates, c):
-    """h = o * tanh(c) from the activated gates [..., 4u] and c [..., u]: the backward passes rebuild h this way
+    """h = o * tanh(c) from the gates i, f, o [..., 3u] and c [..., u]: the backward passes rebuild h this way
     rather than keep a copy of it for every step."""
-    return gates[..., 3 * c.shape[-1]:] * tf.tanh(c)
+    return gates[..., 2 * c.shape[-1]:] * tf.tanh(c)
 
 
 def lstm_backward(gates, c, c_prev, dh, dc):
-    """Backward of `lstm_forward`: (dz [batch, 4u], dc_prev [batch, u])."""
-    i, j, f, o = tf.split(gates, 4, axis=-1)                   # each [batch, u]
+    """Backward of `lstm_forward` from its gates i, f, o: (dz [batch, 4u] in TF1 order i, j, f, o, dc_prev).
+
+    j comes back from c = f c_prev + i j. Where i is tiny the quotient is inexact, but every term that uses j
+    is multiplied by i again (or by 1 - j^2, bounded once j is clipped to tanh's range), so the gradient keeps
+    float32's accuracy; i j itself is taken straight from c.
+    """
+    i, f, o = tf.split(gates, 3, axis=-1)                      # each [batch, u]
+    ij = c - f * c_prev                                        # i * j
+    j = tf.clip_by_value(tf.math.divide_no_nan(ij, i), -1.0, 1.0)
     tc = tf.tanh(c)
     dc = dc + dh * o * (1.0 - tc * tc)
-    dz = tf.concat([dc * j * i * (1.0 - i), dc * i * (1.0 - j * j),
+    dz = tf.concat([dc * ij * (1.0 - i), dc * i * (1.0 - j * j),
                     dc * c_prev * f * (1.0 - f), dh * tc * o * (1.0 - o)], -1)
     return dz, dc * f
 
@@ -130,23 +145,32 @@ def backward_by_chunks(steps, chunk, carry, grads, run_chunk):
     return carry, grads
 
 
+def dropped(x, keep, keep_prob):
+    """Dropout on x where `keep` (bool, x's shape) is False, scaled as tf.nn.dropout; x itself if keep is None.
+    A select, so that a gradient through it needs only the 1-byte `keep`."""
+    return x if keep is None else tf.where(keep, x * (1.0 / keep_prob), tf.zeros_like(x))
+
+
 class LSTMRecurrence:
     """A plain LSTM layer over a sequence with a hand-written backward pass (the layers after the attention
-    wrapper in the 2017 layout). Call with x [T, batch, n] and a TF1 kernel [n + u, 4u] and bias [4u]; returns
-    h [T, batch, u]."""
+    wrapper in the 2017 layout). Call with x [T, batch, n], a TF1 kernel [n + u, 4u] and bias [4u], and
+    optionally `keep` [T, batch, n] (bool) for dropout on x with keep probability `keep_prob`; returns
+    h [T, batch, u]. Dropout is applied inside, so that the backward pass keeps x (often already kept by the
+    layer below) and the 1-byte `keep` instead of a dropped copy of x."""
 
-    def __init__(self, chunk: int = CHUNK):
-        self.chunk = chunk
+    def __init__(self, chunk: int = CHUNK, keep_prob: float = 1.0, gate_dtype=GATE_DTYPE):
+        self.chunk, self.keep_prob, self.gate_dtype = chunk, keep_prob, gate_dtype
         self._forward = tf.function(self._forward_loop, jit_compile=True, reduce_retracing=True)
         self._backward = tf.function(self._backward_chunk, jit_compile=True, reduce_retracing=True)
 
-    def __call__(self, x, kernel, bias):
+    def __call__(self, x, kernel, bias, keep=None):
         @tf.custom_gradient
-        def run(x, kernel, bias):
+        def run(x, kernel, bias, *keep):
             steps, width = tf.shape(x)[0], x.shape[-1]
             capacity = capacity_for(steps)
-            gates, c, h = self._forward(steps, tf.stop_gradient(pad_time(x, capacity)),
-                                        tf.stop_gradient(kernel), tf.stop_gradient(bias))
+            gates, c, h = self._forward(steps, tf.stop_gradient(pad_time(x, capacity)), tf.stop_gradient(kernel),
+                                        tf.stop_gradient(bias), *[pad_time(k, capacity) for k in keep])
+            mask = keep[0] if keep else None
 
             def grad(d_h):
                 d_h, kx, kh = pad_time(d_h, capacity), kernel[:width], kernel[width:]
@@ -155,30 +179,34 @@ class LSTMRecurrence:
                     dz, *carry = self._backward(s, e, d_h, gates, c, kh, *carry)
                     dz = dz[:e - s]                                                # [e - s, batch, 4u]
                     d_kernel, d_bias, d_x = grads
-                    h_prev = hidden(previous_rows(gates, s, e), previous_rows(c, s, e))  # [e - s, batch, u]
-                    d_kernel += tf.concat([sum_outer(x[s:e], dz), sum_outer(h_prev, dz)], 0)
-                    return carry, (d_kernel, d_bias + tf.reduce_sum(dz, [0, 1]),
-                                   d_x.write(s // self.chunk, project(dz, kx, transpose_w=True)))
+                    h_prev = hidden(tf.cast(previous_rows(gates, s, e), tf.float32), previous_rows(c, s, e))
+                    keep_c = None if mask is None else mask[s:e]
+                    d_kernel += tf.concat([sum_outer(dropped(x[s:e], keep_c, self.keep_prob), dz),
+                                           sum_outer(h_prev, dz)], 0)
+                    d_x_c = dropped(project(dz, kx, transpose_w=True), keep_c, self.keep_prob)
+                    return carry, (d_kernel, d_bias + tf.reduce_sum(dz, [0, 1]), d_x.write(s // self.chunk, d_x_c))
 
                 zero = tf.zeros_like(c[0])                                         # [batch, u]
                 chunks = tf.TensorArray(tf.float32, size=(steps + self.chunk - 1) // self.chunk, infer_shape=False)
                 _, (d_kernel, d_bias, d_x) = backward_by_chunks(
                     steps, self.chunk, [zero, zero], (tf.zeros_like(kernel), tf.zeros_like(bias), chunks), run_chunk)
-                return tf.ensure_shape(d_x.concat(), x.shape), d_kernel, d_bias       # [T, batch, n], ...
+                return [tf.ensure_shape(d_x.concat(), x.shape), d_kernel, d_bias] + [None] * len(keep)
             return h[:steps], grad
         # Read the variables here: the gradient flows to them as usual.
-        return run(*[tf.convert_to_tensor(t) for t in (x, kernel, bias)])
+        args = [tf.convert_to_tensor(t) for t in (x, kernel, bias)] + ([] if keep is None else [keep])
+        return run(*args)
 
-    def _forward_loop(self, steps, x, kernel, bias):
+    def _forward_loop(self, steps, x, kernel, bias, *keep):
         """Runs `steps` steps of x padded to a capacity; returns capacity-long gates, c, h."""
         capacity, batch, units = tf.shape(x)[0], tf.shape(x)[1], kernel.shape[1] // 4
-        arrays = [tf.TensorArray(tf.float32, size=capacity) for _ in range(3)]
+        arrays = [tf.TensorArray(dtype, size=capacity) for dtype in (self.gate_dtype, tf.float32, tf.float32)]
 
         def body(t, c, h, arrays):
             # The input projection inside the loop: precomputed for every step it would need two more
             # [T, batch, 4u] buffers while the loop runs, for the same arithmetic.
-            g, c, h = lstm_forward(tf.matmul(tf.concat([x[t], h], -1), kernel) + bias, c)   # [batch, 4u], ...
-            return t + 1, c, h, [ta.write(t, v) for ta, v in zip(arrays, (g, c, h))]
+            x_t = dropped(x[t], keep[0][t] if keep else None, self.keep_prob)
+            g, c, h = lstm_forward(tf.matmul(tf.concat([x_t, h], -1), kernel) + bias, c)   # [batch, 3u], ...
+            return t + 1, c, h, [ta.write(t, tf.cast(v, ta.dtype)) for ta, v in zip(arrays, (g, c, h))]
 
         zero = tf.zeros([batch, units])
         *_, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, zero, zero, arrays),
@@ -191,7 +219,7 @@ class LSTMRecurrence:
         dz_array = tf.TensorArray(tf.float32, size=self.chunk)
 
         def body(t, dc, dh, dz_array):
-            dz, dc = lstm_backward(gates[t], cs[t], before(cs, t), dh + d_h_ext[t], dc)
+            dz, dc = lstm_backward(tf.cast(gates[t], tf.float32), cs[t], before(cs, t), dh + d_h_ext[t], dc)
             return t - 1, dc, tf.matmul(dz, kh, transpose_b=True), dz_array.write(t - s, dz)
 
         _, dc, dh, dz_array = tf.while_loop(lambda t, *_: t >= s, body, (e - 1, dc, dh, dz_array),

@@ -15,7 +15,7 @@ import tensorflow as tf
 from attnrnn_lib.attention_cell import AttentionCell
 from attnrnn_lib.config import HParams
 from attnrnn_lib.encoding import INPUT_SIZE, NUM_CLASSES
-from attnrnn_lib.lstm_recurrence import LSTMRecurrence, project
+from attnrnn_lib.lstm_recurrence import LSTMRecurrence, dropped, project
 from attnrnn_lib.recurrence import AttentionRecurrence
 
 
@@ -35,12 +35,6 @@ def dropout_keep(shape, keep_prob: float, seed):
 def dropout_mask(shape, keep_prob: float, seed):
     """`dropout_keep` as tf.nn.dropout's multiplier: 1/keep_prob where kept, else 0. float32 [shape]."""
     return tf.cast(dropout_keep(shape, keep_prob, seed), tf.float32) / keep_prob
-
-
-def apply_dropout(x, keep, keep_prob: float):
-    """x with dropout where `keep` (bool, x's shape) is False. Written as a select so that the backward pass
-    keeps the 1-byte `keep` instead of a float32 mask as large as x."""
-    return tf.where(keep, x * (1.0 / keep_prob), tf.zeros_like(x))
 
 
 class AttentionRNN(keras.Model):
@@ -67,7 +61,7 @@ class AttentionRNN(keras.Model):
         # With dropout inside the wrapper (2016 layout, training) and without (everything else).
         self._recurrence = {masked: AttentionRecurrence(inner, hparams.attn_length, (masked,) * len(inner))
                             for masked in (False, True)}
-        self._outer = LSTMRecurrence()
+        self._outer = LSTMRecurrence(keep_prob=hparams.dropout_keep_prob)
         self.built = True
 
     def call(self, inputs, training=False, seed=None):
@@ -107,14 +101,13 @@ class AttentionRNN(keras.Model):
         logits, attention = [], []
         for xs, *ms in zip(tf.split(inputs, shards, axis=0),
                            *[tf.split(t, shards, axis=1) for t in masks + outer_keep + last_keep]):
-            xs = tf.cast(tf.transpose(xs, [1, 0, 2]), tf.float32)                  # [T, b, 74]
+            xs = tf.transpose(xs, [1, 0, 2])            # [T, b, 74]; int8 batches stay int8 (the kernel casts)
             h, alpha = recurrence(xs, w_x, b_x, m1, *cell.lstm_kernels[1:n], *cell.lstm_biases[1:n],
                                   *ms[:len(masks)], *weights)                     # [T, b, A], [T, b, L]
             for k, keep in enumerate(ms[len(masks):len(masks) + len(outer_keep)] or [None] * len(cell.outer)):
-                h = h if keep is None else apply_dropout(h, keep, hp.dropout_keep_prob)
-                h = self._outer(h, cell.lstm_kernels[n + k], cell.lstm_biases[n + k])  # [T, b, u]
+                h = self._outer(h, cell.lstm_kernels[n + k], cell.lstm_biases[n + k], keep)  # [T, b, u]
             if last_keep:
-                h = apply_dropout(h, ms[-1], hp.dropout_keep_prob)
+                h = dropped(h, ms[-1], hp.dropout_keep_prob)
             logits.append(self._project(h, self.fc_weights) + self.fc_biases)      # [T, b, 40]
             attention.append(alpha)
         logits, attention = tf.concat(logits, 1), tf.concat(attention, 1)          # [T, batch, 40], [T, batch, L]
@@ -123,14 +116,6 @@ class AttentionRNN(keras.Model):
     def _project(self, x, w):
         """x [T, batch, n] @ w [n, m], in bfloat16 under mixed precision."""
         return project(x, w, dtype=tf.bfloat16 if self.mixed_precision else tf.float32)
-
-    def compile_short_kernels(self, batch_size: int):
-        """Compiles the training kernels for short batches (`lstm_recurrence.SHORT_CAPACITY`, ~5 s on a CPU) by
-        running them on an all-zero one-step batch. Returns the gradients, which mean nothing."""
-        with tf.GradientTape() as tape:
-            logits, _ = self(tf.zeros([batch_size, 1, INPUT_SIZE], tf.int8), training=True,
-                             seed=tf.constant([0, 0], tf.int64))
-        return tape.gradient(logits, self.trainable_variables)
 
     @staticmethod
     def _shards(inputs) -> int:

@@ -4,8 +4,9 @@
 whole batch of sequences at once, fast enough to train on a laptop CPU. Why it exists (see perf/NOTES.md):
 letting TensorFlow differentiate through the step makes it keep the `[batch, attn_length, units]` window of
 every time step for the backward pass, and that costs 6.5x a plain LSTM. Here the forward loop keeps only small
-per-step tensors (gates, cell states, query, attention weights), and the backward pass rebuilds each window as
-a slice of the output history. Both loops are compiled with XLA, which fuses the window arithmetic.
+per-step tensors (gates, cell states, attention weights) and the output history; the backward pass rebuilds each
+window as a slice of that history, and the queries, keys, attention reads and hidden states from what was kept.
+Both loops are compiled with XLA, which fuses the window arithmetic.
 
 The window is never copied: every output and its key are written once into a history buffer `[L + T, batch, A]`
 and each step reads its window as a slice of it. The backward pass runs in chunks of time (`lstm_recurrence.py`
@@ -18,8 +19,8 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
-from attnrnn_lib.lstm_recurrence import (CHUNK, backward_by_chunks, before, capacity_for, hidden, lstm_backward,
-                                         lstm_forward, pad_time, previous_rows, sum_outer)
+from attnrnn_lib.lstm_recurrence import (CHUNK, GATE_DTYPE, backward_by_chunks, before, capacity_for, hidden,
+                                         lstm_backward, lstm_forward, pad_time, previous_rows, project, sum_outer)
 
 
 def _window(hist, t, length):
@@ -46,7 +47,7 @@ class AttentionRecurrence:
     caller (so the kernel stays deterministic) and applied to each inner layer's output as SPEC §3.3 says.
 
     Call with (all float32):
-      x:     [T, batch, 74]        the encoded inputs.
+      x:     [T, batch, 74]        the encoded inputs (any number type: training batches are int8).
       w_x, b_x: [74, 4*u1], [4*u1] x's part of layer 1's pre-activation: x·K_in_x·K1_x + b_in·K1_x + b1.
       m1:    [A + u1, 4*u1]        recurrent matrix of layer 1 for [a_prev ; h1_prev].
       kernels, biases: layers 2..n of the stack, [u_{k-1} + u_k, 4*u_k] and [4*u_k].
@@ -57,8 +58,10 @@ class AttentionRecurrence:
       alpha: [T, batch, L]         the attention weights (not differentiated).
     """
 
-    def __init__(self, sizes: tuple[int, ...], attn_length: int, has_mask: tuple[bool, ...], chunk: int = CHUNK):
+    def __init__(self, sizes: tuple[int, ...], attn_length: int, has_mask: tuple[bool, ...], chunk: int = CHUNK,
+                 gate_dtype=GATE_DTYPE):
         self.sizes, self.attn_length, self.has_mask, self.chunk = tuple(sizes), attn_length, tuple(has_mask), chunk
+        self.gate_dtype = gate_dtype
         self._forward = tf.function(self._forward_loop, jit_compile=True, reduce_retracing=True)
         self._backward = tf.function(self._backward_chunk, jit_compile=True, reduce_retracing=True)
 
@@ -108,24 +111,30 @@ class AttentionRecurrence:
         trained = [w_x, b_x, m1, *kernels, *biases, kq, bq, u, ko, bo]
 
         def run_chunk(s, e, carry, grads):
-            carry, out = self._backward(s, e, d_o_ext, saved, carry, *loop_args)
+            gs, cs = [tf.cast(g[s:e], tf.float32) for g in saved["gates"]], [c[s:e] for c in saved["c"]]
+            hs = [hidden(g, c) for g, c in zip(gs, cs)]              # [e - s, batch, u_k] each
+            state = tf.concat([t for ch in zip(cs, hs) for t in ch], -1)   # [e - s, batch, S] in nest order
+            # The chunk's queries and the keys its windows read, remade with two matrix products rather than
+            # kept from the forward pass for every step: [chunk, batch, A] and [chunk + L, batch, A] (outputs
+            # s-L .. e-1, zero before the start).
+            queries = pad_time(project(state, kq) + bq, self.chunk)
+            keys = pad_time(project(saved["o_hist"][s:e + L], u), self.chunk + L)
+            carry, out = self._backward(s, e, d_o_ext, saved, queries, keys, carry, *loop_args)
             dz = [z[:e - s] for z in out["dz"]]                     # [e - s, batch, 4u_k] each
             d_q, d_o, d_key = out["d_q"][:e - s], out["d_o"][:e - s], out["d_key"][self.chunk - (e - s):]
-            gs, cs = [g[s:e] for g in saved["gates"]], [c[s:e] for c in saved["c"]]
-            hs = [hidden(g, c) for g, c in zip(gs, cs)]              # [e - s, batch, u_k] each
-            h_prev = [hidden(previous_rows(g, s, e), previous_rows(c, s, e)) for g, c in zip(saved["gates"],
-                                                                                              saved["c"])]
-            a, ms = saved["a"][s:e], [None if m is None else m[s:e] for m in masks]
-            new = [sum_outer(x[s:e], dz[0]), tf.reduce_sum(dz[0], [0, 1]),
-                   tf.concat([sum_outer(previous_rows(saved["a"], s, e), dz[0]), sum_outer(h_prev[0], dz[0])], 0)]
+            h_prev = [hidden(tf.cast(previous_rows(g, s, e), tf.float32), previous_rows(c, s, e))
+                      for g, c in zip(saved["gates"], saved["c"])]
+            reads = out["a"][:e - s + 1]                             # a_{s-1} .. a_{e-1}
+            ms = [None if m is None else m[s:e] for m in masks]
+            new = [sum_outer(tf.cast(x[s:e], tf.float32), dz[0]), tf.reduce_sum(dz[0], [0, 1]),
+                   tf.concat([sum_outer(reads[:-1], dz[0]), sum_outer(h_prev[0], dz[0])], 0)]
             for k in range(1, n):
                 below = hs[k - 1] if ms[k - 1] is None else hs[k - 1] * ms[k - 1]
                 new.append(tf.concat([sum_outer(below, dz[k]), sum_outer(h_prev[k], dz[k])], 0))
             new += [tf.reduce_sum(dz[k], [0, 1]) for k in range(1, n)]
             out_h = hs[-1] if ms[-1] is None else hs[-1] * ms[-1]
-            new += [tf.concat([sum_outer(t, d_q) for ch in zip(cs, hs) for t in ch], 0),  # rows in nest order
-                    tf.reduce_sum(d_q, [0, 1]), sum_outer(saved["o_hist"][L + s:L + e], d_key),
-                    tf.concat([sum_outer(out_h, d_o), sum_outer(a, d_o)], 0), tf.reduce_sum(d_o, [0, 1])]
+            new += [sum_outer(state, d_q), tf.reduce_sum(d_q, [0, 1]), sum_outer(saved["o_hist"][L + s:L + e], d_key),
+                    tf.concat([sum_outer(out_h, d_o), sum_outer(reads[1:], d_o)], 0), tf.reduce_sum(d_o, [0, 1])]
             return carry, [g + d for g, d in zip(grads, new)]
 
         carry, grads = backward_by_chunks(steps, self.chunk, carry, [tf.zeros_like(w) for w in trained], run_chunk)
@@ -172,31 +181,29 @@ class AttentionRecurrence:
         zeros = lambda d: tf.zeros([batch, d])                        # noqa: E731
         hist = tf.zeros([L + capacity, batch, width])
         state = ([zeros(d) for d in units], [zeros(d) for d in units], zeros(width), hist, hist)
-        arrays = [tf.TensorArray(tf.float32, size=capacity) for _ in range(2 * n + 3)]
+        arrays = [tf.TensorArray(self.gate_dtype if k < n else tf.float32, size=capacity) for k in range(2 * n + 1)]
 
         def body(t, state, arrays):
             masks_t = [None if m is None else m[t] for m in masks]
-            state, (gates, cs, hs, q, alpha, a) = self._step(x[t], state, kernels, biases, masks_t,
-                                                             kq, bq, u, v, ko, bo, w1, b_x, t)
-            items = gates + cs + [q, alpha, a]       # not h: the backward rebuilds it from the gates and c
-            return t + 1, state, [ta.write(t, x) for ta, x in zip(arrays, items)]
+            state, (gates, cs, hs, q, alpha, a) = self._step(tf.cast(x[t], tf.float32), state, kernels, biases,
+                                                             masks_t, kq, bq, u, v, ko, bo, w1, b_x, t)
+            items = gates + cs + [alpha]        # not h, q, a, keys: the backward rebuilds them from these and o
+            return t + 1, state, [ta.write(t, tf.cast(x, ta.dtype)) for ta, x in zip(arrays, items)]
 
         _, state, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, state, arrays),
                                          maximum_iterations=steps)
         st = [ta.stack() for ta in arrays]
-        return {"gates": st[:n], "c": st[n:2 * n], "q": st[2 * n], "alpha": st[2 * n + 1], "a": st[2 * n + 2],
-                "o_hist": state[3], "k_hist": state[4]}
+        return {"gates": st[:n], "c": st[n:2 * n], "alpha": st[2 * n], "o_hist": state[3]}
 
     # --------------------------------------------------------------- backward
-    def _backward_chunk(self, s, e, d_o_ext, saved, carry, *args):
+    def _backward_chunk(self, s, e, d_o_ext, saved, queries, keys, carry, *args):
         """Steps e-1 .. s backward. `carry` holds the recurrent gradients of step e, d v so far, and the window
         gradients already collected for the outputs e-L .. e-1; returns the same for step s (outputs s-L .. s-1)
         and the chunk's per-step gradients, [chunk, ...] with row t - s for step t. `args` start at m1."""
         _, _, _, m1, kernels, biases, masks, kq, bq, u, v, ko, bo = self._unpack((None,) * 3 + args)
         units, L, n = self.sizes, self.attn_length, len(self.sizes)
         width, batch = u.shape[0], tf.shape(d_o_ext)[1]
-        gates, cs, qs, alphas = saved["gates"], saved["c"], saved["q"], saved["alpha"]
-        o_hist, k_hist = saved["o_hist"], saved["k_hist"]            # [L + T, batch, A]; row L + t holds o_t
+        gates, cs, alphas, o_hist = saved["gates"], saved["c"], saved["alpha"], saved["o_hist"]  # o_t: row L + t
         dcs, dhs, da_next, tail_o, tail_k, dv = carry
         # d_ohist / d_khist row r collects the gradient of output e - chunk - L + r from every window slot that
         # read it or its key: rows chunk .. chunk+L-1 (outputs e-L .. e-1) start from what the later chunks
@@ -204,9 +211,14 @@ class AttentionRecurrence:
         first = e - self.chunk - L                                    # the output in row 0
         d_ohist, d_khist = [tf.concat([tf.zeros([self.chunk, batch, width]), tail], 0) for tail in (tail_o, tail_k)]
         arrays = [tf.TensorArray(tf.float32, size=self.chunk) for _ in range(n + 2)]
+        # The attention reads a_{s-1} .. a_{e-1} for the weight gradients, rebuilt from the weights and windows:
+        # keeping them from the forward pass would cost another [T, batch, A] array.
+        before_s = tf.maximum(s - 1, 0)
+        a_first = tf.reduce_sum(alphas[before_s][:, :, None] * _window(o_hist, before_s, L), 0)
+        reads = tf.TensorArray(tf.float32, size=self.chunk + 1).write(0, a_first * tf.cast(s > 0, tf.float32))
         s_sizes = [d for d in units for _ in (0, 1)]                  # c1, h1, c2, h2, ...
 
-        def body(t, r, carry, arrays):
+        def body(t, r, carry, arrays, reads):
             # r = t - first, o_t's row, counted down on its own: computed from `first` inside the loop it makes
             # XLA compile the chunk once per value of e.
             dcs, dhs, da_next, d_ohist, d_khist, dv = carry
@@ -215,11 +227,12 @@ class AttentionRecurrence:
             d_cat = tf.matmul(d_o, ko, transpose_b=True)              # [batch, u_n + A]
             d_out, da = d_cat[:, :units[-1]], d_cat[:, units[-1]:] + da_next
             # Attention read a = sum_l alpha_l W_l, scores e_l = v . tanh(K_l + q).
-            wv, wk = _window(o_hist, t, L), _window(k_hist, t, L)    # [L, batch, A]
+            wv, wk = _window(o_hist, t, L), _window(keys, t - s, L)  # [L, batch, A]
             alpha = alphas[t]                                         # [L, batch]
             d_alpha = tf.reduce_sum(wv * da[None], -1)                # [L, batch]
+            reads = reads.write(t - s + 1, tf.reduce_sum(alpha[:, :, None] * wv, 0))   # a_t [batch, A]
             d_e = alpha * (d_alpha - tf.reduce_sum(alpha * d_alpha, 0, keepdims=True))
-            th = tf.tanh(wk + qs[t][None])                            # [L, batch, A]
+            th = tf.tanh(wk + queries[t - s][None])                   # [L, batch, A]
             d_pre = d_e[:, :, None] * v * (1.0 - th * th)             # [L, batch, A]
             dv = dv + tf.einsum("lb,lba->a", d_e, th)
             d_q = tf.reduce_sum(d_pre, 0)                             # [batch, A]
@@ -232,7 +245,8 @@ class AttentionRecurrence:
             for k in reversed(range(n)):
                 d_from_above = d_above if masks[k] is None else d_above * masks[k][t]
                 dh = dhs[k] + d_s[2 * k + 1] + d_from_above
-                dz, new_dcs[k] = lstm_backward(gates[k][t], cs[k][t], before(cs[k], t), dh, dcs[k] + d_s[2 * k])
+                dz, new_dcs[k] = lstm_backward(tf.cast(gates[k][t], tf.float32), cs[k][t], before(cs[k], t), dh,
+                                               dcs[k] + d_s[2 * k])
                 dz_list[k] = dz
                 if k > 0:
                     d_in = tf.matmul(dz, kernels[k - 1], transpose_b=True)
@@ -241,17 +255,17 @@ class AttentionRecurrence:
                     d_in = tf.matmul(dz, m1, transpose_b=True)
                     da_next, new_dhs[0] = d_in[:, :width], d_in[:, width:]
             items = dz_list + [d_q, d_o]
-            return t - 1, r - 1, (new_dcs, new_dhs, da_next, d_ohist, d_khist, dv), [ta.write(t - s, x) for ta, x in
-                                                                             zip(arrays, items)]
+            return (t - 1, r - 1, (new_dcs, new_dhs, da_next, d_ohist, d_khist, dv),
+                    [ta.write(t - s, x) for ta, x in zip(arrays, items)], reads)
 
-        _, _, carry, arrays = tf.while_loop(lambda t, *_: t >= s, body,
-                                            (e - 1, self.chunk + L - 1, (dcs, dhs, da_next, d_ohist, d_khist, dv),
-                                             arrays),
-                                         maximum_iterations=self.chunk)
+        _, _, carry, arrays, reads = tf.while_loop(
+            lambda t, *_: t >= s, body, (e - 1, self.chunk + L - 1, (dcs, dhs, da_next, d_ohist, d_khist, dv),
+                                         arrays, reads), maximum_iterations=self.chunk)
         dcs, dhs, da_next, d_ohist, d_khist, dv = carry
         st = [ta.stack() for ta in arrays]
         # Outputs s-L .. s-1 for the next chunk. Sizes from an argument's shape: the loop results' shapes would
         # make XLA treat s and e as compile-time constants and compile once per chunk.
         tails = [xla.dynamic_slice(h, tf.stack([s - first - L, 0, 0]), [L, batch, width]) for h in (d_ohist, d_khist)]
         return ((dcs, dhs, da_next, *tails, dv),
-                {"dz": st[:n], "d_q": st[n], "d_o": st[n + 1], "d_key": d_khist[L:]})   # keys: outputs e-chunk .. e-1
+                {"dz": st[:n], "d_q": st[n], "d_o": st[n + 1], "a": reads.stack(),
+                 "d_key": d_khist[L:]})                                   # keys: outputs e-chunk .. e-1

@@ -7,7 +7,6 @@ no-event accuracy over those whose label is. Checkpoints live in `run_dir/train`
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import math
@@ -145,15 +144,6 @@ def heatmap_png(model: AttentionRNN, example, title: str) -> bytes:
     return heatmap.figure_png(heatmap.attention_heatmap(attention[0].numpy(), title=title))
 
 
-def release_free_memory() -> None:
-    """Returns the C heap's free pages to the system (glibc's malloc_trim). XLA's compiler frees hundreds of MB
-    of small blocks when it finishes; without this they stay in the process's resident set."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):   # not glibc: nothing to do
-        pass
-
-
 def _first_example(files):
     inputs, labels = next(iter(input_pipeline.load_examples(files).take(1)))
     length = min(int(tf.shape(labels)[0]), 128)
@@ -179,11 +169,6 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
     batches = strategy.experimental_distribute_dataset(
         input_pipeline.training_batches(files, hp.batch_size, seed + start))
     example = _first_example(heatmap_files or files)
-    # The first short batch would otherwise stop the run for its own kernel's compilation halfway through. The
-    # compiler's scratch memory then goes back to the system before the first batch needs memory of its own.
-    tf.function(lambda: strategy.run(model.compile_short_kernels,
-                                     args=(hp.batch_size // strategy.num_replicas_in_sync,)))()
-    release_free_memory()
 
     def replica_step(inputs, labels, lengths, step):
         context = tf.distribute.get_replica_context()
