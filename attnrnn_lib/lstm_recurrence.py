@@ -160,7 +160,9 @@ class LSTMRecurrence:
 
     def __init__(self, chunk: int = CHUNK, keep_prob: float = 1.0, gate_dtype=GATE_DTYPE):
         self.chunk, self.keep_prob, self.gate_dtype = chunk, keep_prob, gate_dtype
-        self._forward = tf.function(self._forward_loop, jit_compile=True, reduce_retracing=True)
+        # One compiled forward with dropout and one without: TensorFlow cannot relax one function's signature
+        # across calls with different numbers of arguments.
+        self._forwards = [tf.function(self._forward_loop, jit_compile=True, reduce_retracing=True) for _ in (0, 1)]
         self._backward = tf.function(self._backward_chunk, jit_compile=True, reduce_retracing=True)
 
     def __call__(self, x, kernel, bias, keep=None):
@@ -168,8 +170,9 @@ class LSTMRecurrence:
         def run(x, kernel, bias, *keep):
             steps, width = tf.shape(x)[0], x.shape[-1]
             capacity = capacity_for(steps)
-            gates, c, h = self._forward(steps, tf.stop_gradient(pad_time(x, capacity)), tf.stop_gradient(kernel),
-                                        tf.stop_gradient(bias), *[pad_time(k, capacity) for k in keep])
+            gates, c, h = self._forwards[len(keep)](steps, tf.stop_gradient(pad_time(x, capacity)),
+                                                    tf.stop_gradient(kernel), tf.stop_gradient(bias),
+                                                    *[pad_time(k, capacity) for k in keep])
             mask = keep[0] if keep else None
 
             def grad(d_h):
