@@ -155,8 +155,8 @@ class LSTMRecurrence:
     """A plain LSTM layer over a sequence with a hand-written backward pass (the layers after the attention
     wrapper in the 2017 layout). Call with x [T, batch, n], a TF1 kernel [n + u, 4u] and bias [4u], and
     optionally `keep` [T, batch, n] (bool) for dropout on x with keep probability `keep_prob`; returns
-    h [T, batch, u]. Dropout is applied inside, so that the backward pass keeps x (often already kept by the
-    layer below) and the 1-byte `keep` instead of a dropped copy of x."""
+    h [T, batch, u]. Dropout is applied inside, so that the backward pass keeps x and the 1-byte `keep` and
+    the dropped copy of x exists only a chunk at a time."""
 
     def __init__(self, chunk: int = CHUNK, keep_prob: float = 1.0, gate_dtype=GATE_DTYPE):
         self.chunk, self.keep_prob, self.gate_dtype = chunk, keep_prob, gate_dtype

@@ -98,16 +98,18 @@ class AttentionRNN(keras.Model):
         # Sequences are independent: on a CPU, halves of the batch run through the whole model on two cores at
         # once, and only their logits are joined (the memory a training step holds is the sum of the halves').
         shards = self._shards(inputs)
+        halves = lambda ts: [tf.split(t, shards, axis=1) for t in ts]          # noqa: E731
+        inner_halves, outer_halves, last_halves = halves(masks), halves(outer_keep), halves(last_keep)
         logits, attention = [], []
-        for xs, *ms in zip(tf.split(inputs, shards, axis=0),
-                           *[tf.split(t, shards, axis=1) for t in masks + outer_keep + last_keep]):
+        for i, xs in enumerate(tf.split(inputs, shards, axis=0)):
             xs = tf.transpose(xs, [1, 0, 2])            # [T, b, 74]; int8 batches stay int8 (the kernel casts)
             h, alpha = recurrence(xs, w_x, b_x, m1, *cell.lstm_kernels[1:n], *cell.lstm_biases[1:n],
-                                  *ms[:len(masks)], *weights)                     # [T, b, A], [T, b, L]
-            for k, keep in enumerate(ms[len(masks):len(masks) + len(outer_keep)] or [None] * len(cell.outer)):
+                                  *[m[i] for m in inner_halves], *weights)     # [T, b, A], [T, b, L]
+            keeps = [k[i] for k in outer_halves] or [None] * len(cell.outer)
+            for k, keep in enumerate(keeps):
                 h = self._outer(h, cell.lstm_kernels[n + k], cell.lstm_biases[n + k], keep)  # [T, b, u]
-            if last_keep:
-                h = dropped(h, ms[-1], hp.dropout_keep_prob)
+            for keep in last_halves:
+                h = dropped(h, keep[i], hp.dropout_keep_prob)
             logits.append(self._project(h, self.fc_weights) + self.fc_biases)      # [T, b, 40]
             attention.append(alpha)
         logits, attention = tf.concat(logits, 1), tf.concat(attention, 1)          # [T, batch, 40], [T, batch, L]

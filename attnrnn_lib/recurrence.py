@@ -111,8 +111,11 @@ class AttentionRecurrence:
         trained = [w_x, b_x, m1, *kernels, *biases, kq, bq, u, ko, bo]
 
         def run_chunk(s, e, carry, grads):
-            gs, cs = [tf.cast(g[s:e], tf.float32) for g in saved["gates"]], [c[s:e] for c in saved["c"]]
-            hs = [hidden(g, c) for g, c in zip(gs, cs)]              # [e - s, batch, u_k] each
+            cs = [c[s:e] for c in saved["c"]]
+            # h for steps s-1 .. e-1 (zero before the start): the chunk's own and the ones its steps started from.
+            spans = [hidden(tf.cast(previous_rows(g, s, e + 1), tf.float32), previous_rows(c, s, e + 1))
+                     for g, c in zip(saved["gates"], saved["c"])]
+            hs, h_prev = [h[1:] for h in spans], [h[:-1] for h in spans]   # [e - s, batch, u_k] each
             state = tf.concat([t for ch in zip(cs, hs) for t in ch], -1)   # [e - s, batch, S] in nest order
             # The chunk's queries and the keys its windows read, remade with two matrix products rather than
             # kept from the forward pass for every step: [chunk, batch, A] and [chunk + L, batch, A] (outputs
@@ -122,8 +125,6 @@ class AttentionRecurrence:
             carry, out = self._backward(s, e, d_o_ext, saved, queries, keys, carry, *loop_args)
             dz = [z[:e - s] for z in out["dz"]]                     # [e - s, batch, 4u_k] each
             d_q, d_o, d_key = out["d_q"][:e - s], out["d_o"][:e - s], out["d_key"][self.chunk - (e - s):]
-            h_prev = [hidden(tf.cast(previous_rows(g, s, e), tf.float32), previous_rows(c, s, e))
-                      for g, c in zip(saved["gates"], saved["c"])]
             reads = out["a"][:e - s + 1]                             # a_{s-1} .. a_{e-1}
             ms = [None if m is None else m[s:e] for m in masks]
             new = [sum_outer(tf.cast(x[s:e], tf.float32), dz[0]), tf.reduce_sum(dz[0], [0, 1]),
@@ -146,7 +147,8 @@ class AttentionRecurrence:
 
     # ---------------------------------------------------------------- forward
     def _step(self, x, state, kernels, biases, masks_t, kq, bq, u, v, ko, bo, w1, b1, t):
-        """One step. `state` = (cs, hs, a, o_hist, k_hist); returns the new state and what backward needs."""
+        """One step. `state` = (cs, hs, a, o_hist, k_hist); returns the new state and what the backward pass
+        keeps of it: (gates i, f, o per layer, c per layer, alpha)."""
         cs, hs, a, o_hist, k_hist = state
         L = self.attn_length
         wk, wv = _window(k_hist, t, L), _window(o_hist, t, L)       # [L, batch, A]: outputs t-L .. t-1
@@ -168,7 +170,7 @@ class AttentionRecurrence:
         out = new_h[-1] if masks_t[-1] is None else new_h[-1] * masks_t[-1]
         o = tf.matmul(tf.concat([out, a], -1), ko) + bo              # [batch, A]
         o_hist, k_hist = _put(o_hist, t + L, o), _put(k_hist, t + L, tf.matmul(o, u))  # keys cached as o enters
-        return (new_c, new_h, a, o_hist, k_hist), (gates, new_c, new_h, q, alpha, a)
+        return (new_c, new_h, a, o_hist, k_hist), (gates, new_c, alpha)
 
     def _forward_loop(self, steps, *args):
         """Runs `steps` steps of inputs padded to a capacity; returns capacity-long per-step arrays."""
@@ -185,8 +187,8 @@ class AttentionRecurrence:
 
         def body(t, state, arrays):
             masks_t = [None if m is None else m[t] for m in masks]
-            state, (gates, cs, hs, q, alpha, a) = self._step(tf.cast(x[t], tf.float32), state, kernels, biases,
-                                                             masks_t, kq, bq, u, v, ko, bo, w1, b_x, t)
+            state, (gates, cs, alpha) = self._step(tf.cast(x[t], tf.float32), state, kernels, biases, masks_t,
+                                                   kq, bq, u, v, ko, bo, w1, b_x, t)
             items = gates + cs + [alpha]        # not h, q, a, keys: the backward rebuilds them from these and o
             return t + 1, state, [ta.write(t, tf.cast(x, ta.dtype)) for ta, x in zip(arrays, items)]
 
