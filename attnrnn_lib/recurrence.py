@@ -4,8 +4,8 @@
 whole batch of sequences at once, fast enough to train on a laptop CPU. Why it exists (see perf/NOTES.md):
 letting TensorFlow differentiate through the step makes it keep the `[batch, attn_length, units]` window of
 every time step for the backward pass, and that costs 6.5x a plain LSTM. Here the forward loop keeps only small
-per-step tensors (gates, cell states, attention weights) and the output history; the backward pass rebuilds each
-window as a slice of that history, and the queries, keys, attention reads and hidden states from what was kept.
+per-step tensors (gates, cell states, attention weights and reads) and the output history; the backward pass
+rebuilds each window as a slice of that history, and the queries, keys and hidden states from what was kept.
 Both loops are compiled with XLA, which fuses the window arithmetic.
 
 The window is never copied: every output and its key are written once into a history buffer `[L + T, batch, A]`
@@ -125,7 +125,7 @@ class AttentionRecurrence:
             carry, out = self._backward(s, e, d_o_ext, saved, queries, keys, carry, *loop_args)
             dz = [z[:e - s] for z in out["dz"]]                     # [e - s, batch, 4u_k] each
             d_q, d_o, d_key = out["d_q"][:e - s], out["d_o"][:e - s], out["d_key"][self.chunk - (e - s):]
-            reads = out["a"][:e - s + 1]                             # a_{s-1} .. a_{e-1}
+            reads = previous_rows(saved["a"], s, e + 1)               # a_{s-1} .. a_{e-1}
             ms = [None if m is None else m[s:e] for m in masks]
             new = [sum_outer(tf.cast(x[s:e], tf.float32), dz[0]), tf.reduce_sum(dz[0], [0, 1]),
                    tf.concat([sum_outer(reads[:-1], dz[0]), sum_outer(h_prev[0], dz[0])], 0)]
@@ -148,7 +148,7 @@ class AttentionRecurrence:
     # ---------------------------------------------------------------- forward
     def _step(self, x, state, kernels, biases, masks_t, kq, bq, u, v, ko, bo, w1, b1, t):
         """One step. `state` = (cs, hs, a, o_hist, k_hist); returns the new state and what the backward pass
-        keeps of it: (gates i, f, o per layer, c per layer, alpha)."""
+        keeps of it: (gates i, f, o per layer, c per layer, alpha, a)."""
         cs, hs, a, o_hist, k_hist = state
         L = self.attn_length
         wk, wv = _window(k_hist, t, L), _window(o_hist, t, L)       # [L, batch, A]: outputs t-L .. t-1
@@ -170,7 +170,7 @@ class AttentionRecurrence:
         out = new_h[-1] if masks_t[-1] is None else new_h[-1] * masks_t[-1]
         o = tf.matmul(tf.concat([out, a], -1), ko) + bo              # [batch, A]
         o_hist, k_hist = _put(o_hist, t + L, o), _put(k_hist, t + L, tf.matmul(o, u))  # keys cached as o enters
-        return (new_c, new_h, a, o_hist, k_hist), (gates, new_c, alpha)
+        return (new_c, new_h, a, o_hist, k_hist), (gates, new_c, alpha, a)
 
     def _forward_loop(self, steps, *args):
         """Runs `steps` steps of inputs padded to a capacity; returns capacity-long per-step arrays."""
@@ -183,19 +183,19 @@ class AttentionRecurrence:
         zeros = lambda d: tf.zeros([batch, d])                        # noqa: E731
         hist = tf.zeros([L + capacity, batch, width])
         state = ([zeros(d) for d in units], [zeros(d) for d in units], zeros(width), hist, hist)
-        arrays = [tf.TensorArray(self.gate_dtype if k < n else tf.float32, size=capacity) for k in range(2 * n + 1)]
+        arrays = [tf.TensorArray(self.gate_dtype if k < n else tf.float32, size=capacity) for k in range(2 * n + 2)]
 
         def body(t, state, arrays):
             masks_t = [None if m is None else m[t] for m in masks]
-            state, (gates, cs, alpha) = self._step(tf.cast(x[t], tf.float32), state, kernels, biases, masks_t,
+            state, (gates, cs, alpha, a) = self._step(tf.cast(x[t], tf.float32), state, kernels, biases, masks_t,
                                                    kq, bq, u, v, ko, bo, w1, b_x, t)
-            items = gates + cs + [alpha]        # not h, q, a, keys: the backward rebuilds them from these and o
+            items = gates + cs + [alpha, a]     # not h, q, keys: the backward rebuilds them from these and o
             return t + 1, state, [ta.write(t, tf.cast(x, ta.dtype)) for ta, x in zip(arrays, items)]
 
         _, state, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, state, arrays),
                                          maximum_iterations=steps)
         st = [ta.stack() for ta in arrays]
-        return {"gates": st[:n], "c": st[n:2 * n], "alpha": st[2 * n], "o_hist": state[3]}
+        return {"gates": st[:n], "c": st[n:2 * n], "alpha": st[2 * n], "a": st[2 * n + 1], "o_hist": state[3]}
 
     # --------------------------------------------------------------- backward
     def _backward_chunk(self, s, e, d_o_ext, saved, queries, keys, carry, *args):
@@ -213,14 +213,9 @@ class AttentionRecurrence:
         first = e - self.chunk - L                                    # the output in row 0
         d_ohist, d_khist = [tf.concat([tf.zeros([self.chunk, batch, width]), tail], 0) for tail in (tail_o, tail_k)]
         arrays = [tf.TensorArray(tf.float32, size=self.chunk) for _ in range(n + 2)]
-        # The attention reads a_{s-1} .. a_{e-1} for the weight gradients, rebuilt from the weights and windows:
-        # keeping them from the forward pass would cost another [T, batch, A] array.
-        before_s = tf.maximum(s - 1, 0)
-        a_first = tf.reduce_sum(alphas[before_s][:, :, None] * _window(o_hist, before_s, L), 0)
-        reads = tf.TensorArray(tf.float32, size=self.chunk + 1).write(0, a_first * tf.cast(s > 0, tf.float32))
         s_sizes = [d for d in units for _ in (0, 1)]                  # c1, h1, c2, h2, ...
 
-        def body(t, r, carry, arrays, reads):
+        def body(t, r, carry, arrays):
             # r = t - first, o_t's row, counted down on its own: computed from `first` inside the loop it makes
             # XLA compile the chunk once per value of e.
             dcs, dhs, da_next, d_ohist, d_khist, dv = carry
@@ -232,7 +227,6 @@ class AttentionRecurrence:
             wv, wk = _window(o_hist, t, L), _window(keys, t - s, L)  # [L, batch, A]
             alpha = alphas[t]                                         # [L, batch]
             d_alpha = tf.reduce_sum(wv * da[None], -1)                # [L, batch]
-            reads = reads.write(t - s + 1, tf.reduce_sum(alpha[:, :, None] * wv, 0))   # a_t [batch, A]
             d_e = alpha * (d_alpha - tf.reduce_sum(alpha * d_alpha, 0, keepdims=True))
             th = tf.tanh(wk + queries[t - s][None])                   # [L, batch, A]
             d_pre = d_e[:, :, None] * v * (1.0 - th * th)             # [L, batch, A]
@@ -258,16 +252,16 @@ class AttentionRecurrence:
                     da_next, new_dhs[0] = d_in[:, :width], d_in[:, width:]
             items = dz_list + [d_q, d_o]
             return (t - 1, r - 1, (new_dcs, new_dhs, da_next, d_ohist, d_khist, dv),
-                    [ta.write(t - s, x) for ta, x in zip(arrays, items)], reads)
+                    [ta.write(t - s, x) for ta, x in zip(arrays, items)])
 
-        _, _, carry, arrays, reads = tf.while_loop(
+        _, _, carry, arrays = tf.while_loop(
             lambda t, *_: t >= s, body, (e - 1, self.chunk + L - 1, (dcs, dhs, da_next, d_ohist, d_khist, dv),
-                                         arrays, reads), maximum_iterations=self.chunk)
+                                         arrays), maximum_iterations=self.chunk)
         dcs, dhs, da_next, d_ohist, d_khist, dv = carry
         st = [ta.stack() for ta in arrays]
         # Outputs s-L .. s-1 for the next chunk. Sizes from an argument's shape: the loop results' shapes would
         # make XLA treat s and e as compile-time constants and compile once per chunk.
         tails = [xla.dynamic_slice(h, tf.stack([s - first - L, 0, 0]), [L, batch, width]) for h in (d_ohist, d_khist)]
         return ((dcs, dhs, da_next, *tails, dv),
-                {"dz": st[:n], "d_q": st[n], "d_o": st[n + 1], "a": reads.stack(),
+                {"dz": st[:n], "d_q": st[n], "d_o": st[n + 1],
                  "d_key": d_khist[L:]})                                   # keys: outputs e-chunk .. e-1
