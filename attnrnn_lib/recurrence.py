@@ -148,7 +148,7 @@ class AttentionRecurrence:
     # ---------------------------------------------------------------- forward
     def _step(self, x, state, kernels, biases, masks_t, kq, bq, u, v, ko, bo, w1, b1, t):
         """One step. `state` = (cs, hs, a, o_hist, k_hist); returns the new state and what the backward pass
-        keeps of it: (gates i, f, o per layer, c per layer, alpha, a)."""
+        keeps of it: (gates i, f, o per layer, c per layer, alpha)."""
         cs, hs, a, o_hist, k_hist = state
         L = self.attn_length
         wk, wv = _window(k_hist, t, L), _window(o_hist, t, L)       # [L, batch, A]: outputs t-L .. t-1
@@ -170,7 +170,7 @@ class AttentionRecurrence:
         out = new_h[-1] if masks_t[-1] is None else new_h[-1] * masks_t[-1]
         o = tf.matmul(tf.concat([out, a], -1), ko) + bo              # [batch, A]
         o_hist, k_hist = _put(o_hist, t + L, o), _put(k_hist, t + L, tf.matmul(o, u))  # keys cached as o enters
-        return (new_c, new_h, a, o_hist, k_hist), (gates, new_c, alpha, a)
+        return (new_c, new_h, a, o_hist, k_hist), (gates, new_c, alpha)
 
     def _forward_loop(self, steps, *args):
         """Runs `steps` steps of inputs padded to a capacity; returns capacity-long per-step arrays."""
@@ -187,9 +187,9 @@ class AttentionRecurrence:
 
         def body(t, state, arrays):
             masks_t = [None if m is None else m[t] for m in masks]
-            state, (gates, cs, alpha, a) = self._step(tf.cast(x[t], tf.float32), state, kernels, biases, masks_t,
+            state, (gates, cs, alpha) = self._step(tf.cast(x[t], tf.float32), state, kernels, biases, masks_t,
                                                    kq, bq, u, v, ko, bo, w1, b_x, t)
-            items = gates + cs + [alpha, a]     # not h, q, keys: the backward rebuilds them from these and o
+            items = gates + cs + [alpha, state[2]]   # and the read a; not h, q, keys: rebuilt from these and o
             return t + 1, state, [ta.write(t, tf.cast(x, ta.dtype)) for ta, x in zip(arrays, items)]
 
         _, state, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, state, arrays),
