@@ -215,20 +215,20 @@ class AttentionRecurrence:
         arrays = [tf.TensorArray(tf.float32, size=self.chunk) for _ in range(n + 2)]
         s_sizes = [d for d in units for _ in (0, 1)]                  # c1, h1, c2, h2, ...
 
-        def body(t, r, carry, arrays):
-            # r = t - first, o_t's row, counted down on its own: computed from `first` inside the loop it makes
-            # XLA compile the chunk once per value of e.
+        def body(t, i, r, carry, arrays):
+            # i = t - s and r = t - first (o_t's row), each counted down on its own: computed from s or `first`
+            # inside the loop they make XLA treat s or e as compile-time constants and compile once per chunk.
             dcs, dhs, da_next, d_ohist, d_khist, dv = carry
             d_key = _window(d_khist, r, 1)[0]                         # [batch, A]; o_t's key is now complete
             d_o = d_o_ext[t] + _window(d_ohist, r, 1)[0] + tf.matmul(d_key, u, transpose_b=True)
             d_cat = tf.matmul(d_o, ko, transpose_b=True)              # [batch, u_n + A]
             d_out, da = d_cat[:, :units[-1]], d_cat[:, units[-1]:] + da_next
             # Attention read a = sum_l alpha_l W_l, scores e_l = v . tanh(K_l + q).
-            wv, wk = _window(o_hist, t, L), _window(keys, t - s, L)  # [L, batch, A]
+            wv, wk = _window(o_hist, t, L), _window(keys, i, L)      # [L, batch, A]
             alpha = alphas[t]                                         # [L, batch]
             d_alpha = tf.reduce_sum(wv * da[None], -1)                # [L, batch]
             d_e = alpha * (d_alpha - tf.reduce_sum(alpha * d_alpha, 0, keepdims=True))
-            th = tf.tanh(wk + queries[t - s][None])                   # [L, batch, A]
+            th = tf.tanh(wk + queries[i][None])                       # [L, batch, A]
             d_pre = d_e[:, :, None] * v * (1.0 - th * th)             # [L, batch, A]
             dv = dv + tf.einsum("lb,lba->a", d_e, th)
             d_q = tf.reduce_sum(d_pre, 0)                             # [batch, A]
@@ -251,12 +251,13 @@ class AttentionRecurrence:
                     d_in = tf.matmul(dz, m1, transpose_b=True)
                     da_next, new_dhs[0] = d_in[:, :width], d_in[:, width:]
             items = dz_list + [d_q, d_o]
-            return (t - 1, r - 1, (new_dcs, new_dhs, da_next, d_ohist, d_khist, dv),
-                    [ta.write(t - s, x) for ta, x in zip(arrays, items)])
+            return (t - 1, i - 1, r - 1, (new_dcs, new_dhs, da_next, d_ohist, d_khist, dv),
+                    [ta.write(i, x) for ta, x in zip(arrays, items)])
 
-        _, _, carry, arrays = tf.while_loop(
-            lambda t, *_: t >= s, body, (e - 1, self.chunk + L - 1, (dcs, dhs, da_next, d_ohist, d_khist, dv),
-                                         arrays), maximum_iterations=self.chunk)
+        _, _, _, carry, arrays = tf.while_loop(
+            lambda t, i, *_: i >= 0, body, (e - 1, e - 1 - s, self.chunk + L - 1,
+                                            (dcs, dhs, da_next, d_ohist, d_khist, dv), arrays),
+            maximum_iterations=self.chunk)
         dcs, dhs, da_next, d_ohist, d_khist, dv = carry
         st = [ta.stack() for ta in arrays]
         # Outputs s-L .. s-1 for the next chunk. Sizes from an argument's shape: the loop results' shapes would

@@ -1,5 +1,10 @@
 """The model: Magenta's parameter counts, the fast kernel equal to the Keras cell, its hand-written gradient."""
 
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -146,3 +151,34 @@ def test_dropout_mask_keeps_keep_prob_of_the_units(keep):
     assert abs(float((mask > 0).mean()) - keep) < 0.01                # 65,472 draws: 4+ standard deviations
     np.testing.assert_array_equal(mask, dropout_mask([33, 64, 31], keep, seed))
     assert not np.array_equal(mask, dropout_mask([33, 64, 31], keep, tf.constant([7, 2], tf.int64)))
+
+
+_COMPILE_PROBE = """
+import numpy as np, tensorflow as tf
+from attnrnn_lib.lstm_recurrence import LSTMRecurrence
+from attnrnn_lib.recurrence import AttentionRecurrence
+rng = np.random.default_rng(0)
+r = lambda *s: tf.constant(rng.normal(size=s).astype(np.float32) * 0.3)
+attention, lstm = AttentionRecurrence((8,), 5, (False,), chunk=4), LSTMRecurrence(chunk=4)
+weights = [r(7, 32), r(32), r(16, 32), r(16, 8), r(8), r(8, 8), r(8), r(16, 8), r(8)]
+lstm_weights = [r(16, 32), r(32)]
+for steps in (13, 9, 16):   # 4, 3 and 4 chunks that start at different steps
+    x = r(steps, 3, 7)
+    with tf.GradientTape() as tape:
+        tape.watch(weights + lstm_weights)
+        loss = tf.reduce_sum(lstm(attention(x, *weights)[0], *lstm_weights))
+    tape.gradient(loss, weights + lstm_weights)
+"""
+
+
+def test_each_kernel_compiles_once_whatever_the_chunks_and_lengths():
+    """XLA compiles a kernel again for every value of an argument it must treat as a constant. The backward
+    chunks must take their start and end as data: compiled once per chunk start, a 512-step batch cost 16
+    compilations of the attention backward (about 20 s at the start of a run, and again whenever a longer batch
+    came). Counted from XLA's own log, in a fresh process."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="device_compiler=2")
+    r = subprocess.run([sys.executable, "-c", _COMPILE_PROBE], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    compiled = re.findall(r"Instantly compiling for signature: __inference_(_\w+?)_\d+", r.stderr)
+    assert sorted(compiled) == ["_backward_chunk", "_backward_chunk", "_forward_loop", "_forward_loop"], compiled
