@@ -70,16 +70,16 @@ def _random_melodies(rng, count):
         yield [int(x) for x in ev]
 
 
-def test_bit_exact_with_note_seq_on_thousands_of_random_melodies():
+def test_bit_exact_with_note_seq_on_a_thousand_random_melodies():
     rng = np.random.default_rng(1234)
     checked = 0
-    for events in _random_melodies(rng, 2000):
+    for events in _random_melodies(rng, 1000):
         inputs, labels = E.encode(events)
         ref_in, ref_lab = oracle(events)
         assert np.array_equal(inputs, ref_in), events
         assert np.array_equal(labels, ref_lab), events
         checked += 1
-    assert checked == 2000
+    assert checked == 1000
 
 
 def test_label_classes_follow_lookback_priority():
