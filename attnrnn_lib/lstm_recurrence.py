@@ -3,7 +3,7 @@
 A training kernel runs a recurrence over every step of a batch inside one XLA loop and keeps only small per-step
 tensors for its hand-written backward pass (why: perf/NOTES.md and `recurrence.py`). What keeps its memory small:
 - The input projection happens inside the compiled forward loop, so no `[T, batch, 4u]` pre-activations exist.
-- Per step it keeps the gates i, f, o (in float16, `GATE_DTYPE`) and the cell state c; j comes back from c,
+- Per step it keeps the gates i, f, o (in 16 bits, `GATE_DTYPE`) and the cell state c; j comes back from c,
   and h = o tanh(c).
 - The backward pass walks the sequence in chunks of `CHUNK` steps from the end. After each chunk the weight
   gradients take that chunk's per-step gradients in a few large matrix products, so those per-step gradients never
@@ -42,10 +42,30 @@ _prefer_wide_vectors()
 FORGET_BIAS = 1.0
 # The compiled time length: Magenta's longest training sequence. Longer inputs use a multiple of it.
 CAPACITY = 512
-# How the training kernels keep the gates i, f, o of every step for the backward pass: half precision halves
-# the largest per-step arrays. The values lie in (0, 1), where float16 resolves 2^-11, so a gradient differs from
-# float32 storage's by about 1e-3 of itself (the forward pass and the loss are unchanged; see tests/test_model.py).
-GATE_DTYPE = tf.float16
+# How the training kernels keep the gates i, f, o of every step for the backward pass: 16 bits each, which halves
+# the largest per-step arrays. Sigmoid gates lie in [0, 1], so 16-bit fixed point (`pack_gates`) resolves them to
+# 1/65535 everywhere; float16 would resolve 2^-11 near 1. And XLA's CPU code generator vectorizes the integer
+# conversions but not float16's: with float16 gates every fusion that reads them ran scalar, about 2x slower.
+# The forward pass and the loss are unchanged; the gradients differ from float32 storage's by about 1e-5 of
+# themselves (tests/test_model.py). tf.float16 and tf.float32 work too.
+GATE_DTYPE = tf.uint16
+_GATE_SCALE = 65535.0
+
+
+def pack_gates(g, dtype):
+    """Gates in [0, 1] (float32) -> how the kernels keep them: `dtype`, rounded to the nearest 1/65535 if uint16."""
+    if dtype == tf.uint16:
+        return tf.cast(tf.cast(g * _GATE_SCALE + 0.5, tf.int32), tf.uint16)   # via int32: vectorized by XLA
+    return tf.cast(g, dtype)
+
+
+def unpack_gates(g):
+    """The inverse of `pack_gates`: float32 gates."""
+    if g.dtype == tf.uint16:
+        return tf.cast(tf.cast(g, tf.int32), tf.float32) * (1.0 / _GATE_SCALE)
+    return tf.cast(g, tf.float32)
+
+
 # Steps per backward chunk: large enough that each weight-gradient product has batch x 32 rows (thousands), small
 # enough that a chunk's per-step gradients are a sixteenth of a 512-step sequence's. 32 and 64 train equally fast.
 CHUNK = 32
@@ -93,7 +113,7 @@ def lstm_backward(gates, c, c_prev, dh, dc):
     is multiplied by i again (or by 1 - j^2, bounded once j is clipped to tanh's range), so the gradient keeps
     float32's accuracy; i j itself is taken straight from c.
     """
-    i, f, o = tf.split(gates, 3, axis=-1)                      # each [batch, u]
+    i, f, o = gates if isinstance(gates, list) else tf.split(gates, 3, axis=-1)   # each [batch, u]
     ij = c - f * c_prev                                        # i * j
     j = tf.clip_by_value(tf.math.divide_no_nan(ij, i), -1.0, 1.0)
     tc = tf.tanh(c)
@@ -103,9 +123,25 @@ def lstm_backward(gates, c, c_prev, dh, dc):
     return dz, dc * f
 
 
+def row(stack, t, start=0, size=None):
+    """stack[t, ..., start:start + size] [batch, ...] for a step t >= 0, as one slice. Indexing `stack[t]` also
+    accepts t < 0, and slicing the row again afterwards makes XLA compute the row's address for every element
+    of a fusion that reads it: either way the reloaded index keeps LLVM from vectorizing the whole fusion."""
+    rank, shape = stack.shape.rank, tf.shape(stack)
+    begin = tf.concat([[t], tf.zeros([rank - 2], tf.int32), [start]], 0)
+    size = tf.concat([[1], shape[1:-1], [shape[-1] - start if size is None else size]], 0)
+    return tf.slice(stack, begin, size)[0]
+
+
+def gates_at(gates, t):
+    """Step t's gates i, f, o [batch, u] each, as floats, from the kept [T, batch, 3u] (see `row`)."""
+    u = gates.shape[-1] // 3
+    return [unpack_gates(row(gates, t, k * u, u)) for k in range(3)]
+
+
 def before(stack, t):
     """stack[t - 1] [batch, ...], or zeros at t = 0: the value step t started from."""
-    return stack[tf.maximum(t - 1, 0)] * tf.cast(t > 0, stack.dtype)
+    return row(stack, tf.maximum(t - 1, 0)) * tf.cast(t > 0, stack.dtype)
 
 
 def previous_rows(x, s, e):
@@ -182,7 +218,7 @@ class LSTMRecurrence:
                     dz, *carry = self._backward(s, e, d_h, gates, c, kh, *carry)
                     dz = dz[:e - s]                                                # [e - s, batch, 4u]
                     d_kernel, d_bias, d_x = grads
-                    h_prev = hidden(tf.cast(previous_rows(gates, s, e), tf.float32), previous_rows(c, s, e))
+                    h_prev = hidden(unpack_gates(previous_rows(gates, s, e)), previous_rows(c, s, e))
                     keep_c = None if mask is None else mask[s:e]
                     d_kernel += tf.concat([sum_outer(dropped(x[s:e], keep_c, self.keep_prob), dz),
                                            sum_outer(h_prev, dz)], 0)
@@ -207,9 +243,9 @@ class LSTMRecurrence:
         def body(t, c, h, arrays):
             # The input projection inside the loop: precomputed for every step it would need two more
             # [T, batch, 4u] buffers while the loop runs, for the same arithmetic.
-            x_t = dropped(x[t], keep[0][t] if keep else None, self.keep_prob)
+            x_t = dropped(row(x, t), row(keep[0], t) if keep else None, self.keep_prob)
             g, c, h = lstm_forward(tf.matmul(tf.concat([x_t, h], -1), kernel) + bias, c)   # [batch, 3u], ...
-            return t + 1, c, h, [ta.write(t, tf.cast(v, ta.dtype)) for ta, v in zip(arrays, (g, c, h))]
+            return t + 1, c, h, [ta.write(t, pack_gates(v, ta.dtype)) for ta, v in zip(arrays, (g, c, h))]
 
         zero = tf.zeros([batch, units])
         *_, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, zero, zero, arrays),
@@ -222,7 +258,7 @@ class LSTMRecurrence:
         dz_array = tf.TensorArray(tf.float32, size=self.chunk)
 
         def body(t, dc, dh, dz_array):
-            dz, dc = lstm_backward(tf.cast(gates[t], tf.float32), cs[t], before(cs, t), dh + d_h_ext[t], dc)
+            dz, dc = lstm_backward(gates_at(gates, t), row(cs, t), before(cs, t), dh + row(d_h_ext, t), dc)
             return t - 1, dc, tf.matmul(dz, kh, transpose_b=True), dz_array.write(t - s, dz)
 
         _, dc, dh, dz_array = tf.while_loop(lambda t, *_: t >= s, body, (e - 1, dc, dh, dz_array),

@@ -19,8 +19,9 @@ from __future__ import annotations
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
-from attnrnn_lib.lstm_recurrence import (CHUNK, GATE_DTYPE, backward_by_chunks, before, capacity_for, hidden,
-                                         lstm_backward, lstm_forward, pad_time, previous_rows, project, sum_outer)
+from attnrnn_lib.lstm_recurrence import (CHUNK, GATE_DTYPE, backward_by_chunks, before, capacity_for, gates_at,
+                                         hidden, lstm_backward, lstm_forward, pack_gates, pad_time, previous_rows,
+                                         project, row, sum_outer, unpack_gates)
 
 
 def _window(hist, t, length):
@@ -113,7 +114,7 @@ class AttentionRecurrence:
         def run_chunk(s, e, carry, grads):
             cs = [c[s:e] for c in saved["c"]]
             # h for steps s-1 .. e-1 (zero before the start): the chunk's own and the ones its steps started from.
-            spans = [hidden(tf.cast(previous_rows(g, s, e + 1), tf.float32), previous_rows(c, s, e + 1))
+            spans = [hidden(unpack_gates(previous_rows(g, s, e + 1)), previous_rows(c, s, e + 1))
                      for g, c in zip(saved["gates"], saved["c"])]
             hs, h_prev = [h[1:] for h in spans], [h[:-1] for h in spans]   # [e - s, batch, u_k] each
             state = tf.concat([t for ch in zip(cs, hs) for t in ch], -1)   # [e - s, batch, S] in nest order
@@ -186,11 +187,11 @@ class AttentionRecurrence:
         arrays = [tf.TensorArray(self.gate_dtype if k < n else tf.float32, size=capacity) for k in range(2 * n + 2)]
 
         def body(t, state, arrays):
-            masks_t = [None if m is None else m[t] for m in masks]
-            state, (gates, cs, alpha) = self._step(tf.cast(x[t], tf.float32), state, kernels, biases, masks_t,
+            masks_t = [None if m is None else row(m, t) for m in masks]
+            state, (gates, cs, alpha) = self._step(tf.cast(row(x, t), tf.float32), state, kernels, biases, masks_t,
                                                    kq, bq, u, v, ko, bo, w1, b_x, t)
             items = gates + cs + [alpha, state[2]]   # and the read a; not h, q, keys: rebuilt from these and o
-            return t + 1, state, [ta.write(t, tf.cast(x, ta.dtype)) for ta, x in zip(arrays, items)]
+            return t + 1, state, [ta.write(t, pack_gates(x, ta.dtype)) for ta, x in zip(arrays, items)]
 
         _, state, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, state, arrays),
                                          maximum_iterations=steps)
@@ -220,15 +221,15 @@ class AttentionRecurrence:
             # inside the loop they make XLA treat s or e as compile-time constants and compile once per chunk.
             dcs, dhs, da_next, d_ohist, d_khist, dv = carry
             d_key = _window(d_khist, r, 1)[0]                         # [batch, A]; o_t's key is now complete
-            d_o = d_o_ext[t] + _window(d_ohist, r, 1)[0] + tf.matmul(d_key, u, transpose_b=True)
+            d_o = row(d_o_ext, t) + _window(d_ohist, r, 1)[0] + tf.matmul(d_key, u, transpose_b=True)
             d_cat = tf.matmul(d_o, ko, transpose_b=True)              # [batch, u_n + A]
             d_out, da = d_cat[:, :units[-1]], d_cat[:, units[-1]:] + da_next
             # Attention read a = sum_l alpha_l W_l, scores e_l = v . tanh(K_l + q).
             wv, wk = _window(o_hist, t, L), _window(keys, i, L)      # [L, batch, A]
-            alpha = alphas[t]                                         # [L, batch]
+            alpha = row(alphas, t)                                      # [L, batch]
             d_alpha = tf.reduce_sum(wv * da[None], -1)                # [L, batch]
             d_e = alpha * (d_alpha - tf.reduce_sum(alpha * d_alpha, 0, keepdims=True))
-            th = tf.tanh(wk + queries[i][None])                       # [L, batch, A]
+            th = tf.tanh(wk + row(queries, i)[None])                       # [L, batch, A]
             d_pre = d_e[:, :, None] * v * (1.0 - th * th)             # [L, batch, A]
             dv = dv + tf.einsum("lb,lba->a", d_e, th)
             d_q = tf.reduce_sum(d_pre, 0)                             # [batch, A]
@@ -239,9 +240,9 @@ class AttentionRecurrence:
             new_dcs, new_dhs, dz_list = [None] * n, [None] * n, [None] * n
             d_above = d_out
             for k in reversed(range(n)):
-                d_from_above = d_above if masks[k] is None else d_above * masks[k][t]
+                d_from_above = d_above if masks[k] is None else d_above * row(masks[k], t)
                 dh = dhs[k] + d_s[2 * k + 1] + d_from_above
-                dz, new_dcs[k] = lstm_backward(tf.cast(gates[k][t], tf.float32), cs[k][t], before(cs[k], t), dh,
+                dz, new_dcs[k] = lstm_backward(gates_at(gates[k], t), row(cs[k], t), before(cs[k], t), dh,
                                                dcs[k] + d_s[2 * k])
                 dz_list[k] = dz
                 if k > 0:

@@ -13,8 +13,11 @@ from attnrnn_lib import input_pipeline
 from attnrnn_lib.attention_cell import AttentionCell
 from attnrnn_lib.config import PRESETS
 from attnrnn_lib.model import AttentionRNN, count_params, dropout_mask
-from attnrnn_lib.lstm_recurrence import LSTMRecurrence
+from attnrnn_lib.lstm_recurrence import GATE_DTYPE, LSTMRecurrence
 from attnrnn_lib.recurrence import AttentionRecurrence
+
+# 16-bit fixed-point gates: measured up to 3.6e-5 of each gradient's largest entry (float16 gates: a few 1e-4).
+GATE_TOLERANCE = 2e-4
 
 
 @pytest.mark.parametrize("preset, sizes, expected", [
@@ -66,15 +69,16 @@ def test_cached_keys_equal_recomputed_keys(melodies):
 
 
 def assert_gradients_close(fast, slow, gate_dtype):
-    """Exact to float32 rounding with float32 gates; with float16 gates (the default), within 1 % of each
-    gradient's largest entry (measured: a few 1e-4)."""
+    """Exact to float32 rounding with float32 gates; with 16-bit fixed-point gates (the default), within
+    GATE_TOLERANCE of each gradient's largest entry."""
     if gate_dtype == tf.float32:
         np.testing.assert_allclose(fast, slow, atol=2e-6, rtol=1e-4)
     else:
-        assert float(tf.reduce_max(tf.abs(fast - slow))) <= 0.01 * float(tf.reduce_max(tf.abs(slow)))
+        error = float(tf.reduce_max(tf.abs(fast - slow))) / float(tf.reduce_max(tf.abs(slow)))
+        assert error <= GATE_TOLERANCE
 
 
-@pytest.mark.parametrize("gate_dtype", [tf.float32, tf.float16])
+@pytest.mark.parametrize("gate_dtype", [tf.float32, GATE_DTYPE])
 @pytest.mark.parametrize("sizes, masked", [((8,), False), ((8, 6), True)])
 def test_hand_written_backward_equals_autodiff(sizes, masked, gate_dtype):
     """The kernel's backward pass against TensorFlow differentiating the same forward loop. 13 steps in backward
@@ -108,7 +112,7 @@ def test_hand_written_backward_equals_autodiff(sizes, masked, gate_dtype):
     assert checked == len(args) - 1 - (len(sizes) if masked else 0)
 
 
-@pytest.mark.parametrize("gate_dtype", [tf.float32, tf.float16])
+@pytest.mark.parametrize("gate_dtype", [tf.float32, GATE_DTYPE])
 @pytest.mark.parametrize("with_dropout", [False, True])
 def test_lstm_backward_equals_autodiff(with_dropout, gate_dtype):
     """The plain LSTM layer's backward pass (chunks of 4 over 10 steps), with dropout on its input or without,
