@@ -106,13 +106,14 @@ def hidden(gates, c):
 
 
 def lstm_backward(gates, c, c_prev, dh, dc):
-    """Backward of `lstm_forward` from its gates i, f, o: (dz [batch, 4u] in TF1 order i, j, f, o, dc_prev).
+    """Backward of `lstm_forward` from its gates [i, f, o] (`gates_at`): (dz [batch, 4u] in TF1 order i, j, f, o,
+    dc_prev).
 
     j comes back from c = f c_prev + i j. Where i is tiny the quotient is inexact, but every term that uses j
     is multiplied by i again (or by 1 - j^2, bounded once j is clipped to tanh's range), so the gradient keeps
     float32's accuracy; i j itself is taken straight from c.
     """
-    i, f, o = gates if isinstance(gates, list) else tf.split(gates, 3, axis=-1)   # each [batch, u]
+    i, f, o = gates                                            # each [batch, u]
     ij = c - f * c_prev                                        # i * j
     j = tf.clip_by_value(tf.math.divide_no_nan(ij, i), -1.0, 1.0)
     tc = tf.tanh(c)
@@ -244,7 +245,7 @@ class LSTMRecurrence:
             # [T, batch, 4u] buffers while the loop runs, for the same arithmetic.
             x_t = dropped(row(x, t), row(keep[0], t) if keep else None, self.keep_prob)
             g, c, h = lstm_forward(tf.matmul(tf.concat([x_t, h], -1), kernel) + bias, c)   # [batch, 3u], ...
-            return t + 1, c, h, [ta.write(t, pack_gates(v, ta.dtype)) for ta, v in zip(arrays, (g, c, h))]
+            return t + 1, c, h, [ta.write(t, v) for ta, v in zip(arrays, (pack_gates(g, self.gate_dtype), c, h))]
 
         zero = tf.zeros([batch, units])
         *_, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, zero, zero, arrays),

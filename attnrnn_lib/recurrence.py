@@ -190,8 +190,9 @@ class AttentionRecurrence:
             masks_t = [None if m is None else row(m, t) for m in masks]
             state, (gates, cs, alpha) = self._step(tf.cast(row(x, t), tf.float32), state, kernels, biases, masks_t,
                                                    kq, bq, u, v, ko, bo, w1, b_x, t)
-            items = gates + cs + [alpha, state[2]]   # and the read a; not h, q, keys: rebuilt from these and o
-            return t + 1, state, [ta.write(t, pack_gates(x, ta.dtype)) for ta, x in zip(arrays, items)]
+            # And the read a; not h, q, keys: rebuilt from these and o.
+            items = [pack_gates(g, self.gate_dtype) for g in gates] + cs + [alpha, state[2]]
+            return t + 1, state, [ta.write(t, x) for ta, x in zip(arrays, items)]
 
         _, state, arrays = tf.while_loop(lambda t, *_: t < steps, body, (0, state, arrays),
                                          maximum_iterations=steps)
