@@ -221,8 +221,8 @@ class AttentionRecurrence:
             # i = t - s and r = t - first (o_t's row), each counted down on its own: computed from s or `first`
             # inside the loop they make XLA treat s or e as compile-time constants and compile once per chunk.
             dcs, dhs, da_next, d_ohist, d_khist, dv = carry
-            d_key = _window(d_khist, r, 1)[0]                         # [batch, A]; o_t's key is now complete
-            d_o = row(d_o_ext, t) + _window(d_ohist, r, 1)[0] + tf.matmul(d_key, u, transpose_b=True)
+            d_key = row(d_khist, r)                                   # [batch, A]; o_t's key is now complete
+            d_o = row(d_o_ext, t) + row(d_ohist, r) + tf.matmul(d_key, u, transpose_b=True)
             d_cat = tf.matmul(d_o, ko, transpose_b=True)              # [batch, u_n + A]
             d_out, da = d_cat[:, :units[-1]], d_cat[:, units[-1]:] + da_next
             # Attention read a = sum_l alpha_l W_l, scores e_l = v . tanh(K_l + q).
