@@ -160,6 +160,16 @@ def sum_outer(x, dy):
     return tf.matmul(_rows(x), _rows(dy), transpose_a=True)
 
 
+def sum_outer_and_sum(x, dy):
+    """(sum_t x[t]^T dy[t] [n, m], the sum of dy over time and batch [m]) from one matrix product: a weight
+    gradient and its bias's. x gets a column of ones, so the bias gradient is the product's last row. For the LSTM
+    pre-activations' gradients (m = 4u = 512, a chunk is 4 MB) TensorFlow's CPU sum over the [T * batch] rows takes
+    1.3 ms, the extra row 0.2 ms; for m = 128 the plain sum is the faster."""
+    ones = tf.ones(tf.concat([tf.shape(x)[:-1], [1]], 0), x.dtype)
+    both = sum_outer(tf.concat([x, ones], -1), dy)
+    return both[:-1], both[-1]
+
+
 def project(x, w, transpose_w=False, dtype=tf.float32):
     """x [..., n] @ w [n, m] (or w [m, n] transposed) -> [..., m] in float32, computed in `dtype`."""
     y = tf.matmul(tf.cast(_rows(x), dtype), tf.cast(w, dtype), transpose_b=transpose_w)
@@ -218,12 +228,12 @@ class LSTMRecurrence:
                     dz, *carry = self._backward(s, e, d_h, gates, c, kh, *carry)
                     dz = dz[:e - s]                                                # [e - s, batch, 4u]
                     d_kernel, d_bias, d_x = grads
-                    h_prev = hidden(unpack_gates(previous_rows(gates, s, e)), previous_rows(c, s, e))
+                    # The h each step started from: the layer's own output, kept anyway as the next layer's input.
                     keep_c = None if mask is None else mask[s:e]
-                    d_kernel += tf.concat([sum_outer(dropped(x[s:e], keep_c, self.keep_prob), dz),
-                                           sum_outer(h_prev, dz)], 0)
+                    d_kh, d_b = sum_outer_and_sum(previous_rows(h, s, e), dz)
+                    d_kernel += tf.concat([sum_outer(dropped(x[s:e], keep_c, self.keep_prob), dz), d_kh], 0)
                     d_x_c = dropped(project(dz, kx, transpose_w=True), keep_c, self.keep_prob)
-                    return carry, (d_kernel, d_bias + tf.reduce_sum(dz, [0, 1]), d_x.write(s // self.chunk, d_x_c))
+                    return carry, (d_kernel, d_bias + d_b, d_x.write(s // self.chunk, d_x_c))
 
                 zero = tf.zeros_like(c[0])                                         # [batch, u]
                 chunks = tf.TensorArray(tf.float32, size=(steps + self.chunk - 1) // self.chunk, infer_shape=False)

@@ -21,7 +21,7 @@ from tensorflow.compiler.tf2xla.python import xla
 
 from attnrnn_lib.lstm_recurrence import (CHUNK, GATE_DTYPE, backward_by_chunks, before, capacity_for, gates_at,
                                          hidden, lstm_backward, lstm_forward, pack_gates, pad_time, previous_rows,
-                                         project, row, sum_outer, unpack_gates)
+                                         project, row, sum_outer, sum_outer_and_sum, unpack_gates)
 
 
 def _window(hist, t, length):
@@ -128,12 +128,16 @@ class AttentionRecurrence:
             d_q, d_o, d_key = out["d_q"][:e - s], out["d_o"][:e - s], out["d_key"][self.chunk - (e - s):]
             reads = previous_rows(saved["a"], s, e + 1)               # a_{s-1} .. a_{e-1}
             ms = [None if m is None else m[s:e] for m in masks]
-            new = [sum_outer(tf.cast(x[s:e], tf.float32), dz[0]), tf.reduce_sum(dz[0], [0, 1]),
+            # The LSTM biases' gradients come out of the weight gradients' products (`sum_outer_and_sum`).
+            new = [*sum_outer_and_sum(tf.cast(x[s:e], tf.float32), dz[0]),
                    tf.concat([sum_outer(reads[:-1], dz[0]), sum_outer(h_prev[0], dz[0])], 0)]
+            d_biases = []
             for k in range(1, n):
                 below = hs[k - 1] if ms[k - 1] is None else hs[k - 1] * ms[k - 1]
-                new.append(tf.concat([sum_outer(below, dz[k]), sum_outer(h_prev[k], dz[k])], 0))
-            new += [tf.reduce_sum(dz[k], [0, 1]) for k in range(1, n)]
+                d_h, d_b = sum_outer_and_sum(h_prev[k], dz[k])
+                new.append(tf.concat([sum_outer(below, dz[k]), d_h], 0))
+                d_biases.append(d_b)
+            new += d_biases
             out_h = hs[-1] if ms[-1] is None else hs[-1] * ms[-1]
             new += [sum_outer(state, d_q), tf.reduce_sum(d_q, [0, 1]), sum_outer(saved["o_hist"][L + s:L + e], d_key),
                     tf.concat([sum_outer(out_h, d_o), sum_outer(reads[1:], d_o)], 0), tf.reduce_sum(d_o, [0, 1])]

@@ -166,8 +166,10 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
         log.info("already at step %d >= --num_training_steps=%d; nothing to do", start, num_steps)
         return {}
     # A resumed run draws a fresh shuffle (seed + step) rather than replaying the batches it began with.
-    batches = strategy.experimental_distribute_dataset(
-        input_pipeline.training_batches(files, hp.batch_size, seed + start))
+    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    batches = strategy.experimental_distribute_dataset(input_pipeline.training_batches(
+        files, hp.batch_size, seed + start,
+        input_pipeline.BUCKET_LENGTHS if on_tpu else input_pipeline.TRAIN_BUCKET_LENGTHS))
     example = _first_example(heatmap_files or files)
 
     def replica_step(inputs, labels, lengths, step):
