@@ -20,8 +20,8 @@ import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
 from attnrnn_lib.lstm_recurrence import (CHUNK, GATE_DTYPE, backward_by_chunks, before, capacity_for, gates_at,
-                                         hidden, lstm_backward, lstm_forward, pack_gates, pad_time, previous_rows,
-                                         project, row, sum_outer, sum_outer_and_sum, unpack_gates)
+                                         hidden_before, lstm_backward, lstm_forward, pack_gates, pad_time,
+                                         previous_rows, project, row, sum_outer, sum_outer_and_sum)
 
 
 def _window(hist, t, length):
@@ -114,8 +114,7 @@ class AttentionRecurrence:
         def run_chunk(s, e, carry, grads):
             cs = [c[s:e] for c in saved["c"]]
             # h for steps s-1 .. e-1 (zero before the start): the chunk's own and the ones its steps started from.
-            spans = [hidden(unpack_gates(previous_rows(g, s, e + 1)), previous_rows(c, s, e + 1))
-                     for g, c in zip(saved["gates"], saved["c"])]
+            spans = [hidden_before(g, c, s, self.chunk + 1)[:e - s + 1] for g, c in zip(saved["gates"], saved["c"])]
             hs, h_prev = [h[1:] for h in spans], [h[:-1] for h in spans]   # [e - s, batch, u_k] each
             state = tf.concat([t for ch in zip(cs, hs) for t in ch], -1)   # [e - s, batch, S] in nest order
             # The chunk's queries and the keys its windows read, remade with two matrix products rather than
