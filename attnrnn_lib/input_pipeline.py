@@ -101,6 +101,7 @@ def training_batches(files: list[str], batch_size: int, seed: int,
 
 
 def eval_batches(files: list[str], batch_size: int) -> tf.data.Dataset:
-    """One ordered pass over every example, bucketed the same way (the last batch of a bucket may be smaller)."""
+    """One ordered pass over every example, bucketed by the coarse `BUCKET_LENGTHS` (the last batch of a bucket
+    may be smaller)."""
     return _bucketed(load_examples(files), batch_size, drop_remainder=False,
                      lengths=BUCKET_LENGTHS).map(_to_batch).prefetch(2)

@@ -109,7 +109,7 @@ def hidden(gates, c):
 def hidden_before(gates, c, s, rows: int):
     """h of steps s-1 .. s+rows-2 ([rows, batch, u], zeros for step -1) from the kept gates [T, batch, 3u] and
     c [T, batch, u] (T >= s + rows). One compiled pass for any s: as TensorFlow ops the gates' unpacking,
-    tanh and product took 50 us per time step of a 64-sequence shard."""
+    tanh and product took 50 µs per time step of a 64-sequence shard."""
     return _hidden_before(gates, c, s, rows)
 
 
