@@ -29,7 +29,7 @@ SMOKE = os.environ.get("ATTNRNN_SMOKE") == "1"
 # %% [markdown]
 # ## The default corpus
 # music21 ships Irish and Scottish tune books (O'Neill 1850, Aird, Ryan) as ABC text. attnrnn turns every tune
-# into a NoteSequence once and caches the result (all three books: ~7 minutes on 2 cores; smoke mode: 1 file each).
+# into a NoteSequence once and caches the result (all three books: 5–9 minutes on 2 cores; smoke mode: 1 file each).
 # On Colab you can use your own MIDI instead: `convert_dir_to_note_sequences --input_dir=... --output_file=...`.
 
 # %%
