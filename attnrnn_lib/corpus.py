@@ -80,10 +80,12 @@ class _Tune:
 def score_to_note_sequence(score) -> music_pb2.NoteSequence:
     """A music21 score -> NoteSequence at its first tempo (120 qpm if none), repeats expanded where possible."""
     try:
-        score = score.expandRepeats()
+        expanded = score.expandRepeats()
     except Exception:  # unbalanced repeat marks are common in folk ABC; the unexpanded tune is still music
-        pass
-    score.stripTies(inPlace=True)      # the score is ours (parsed or expanded here): no copy needed
+        score = score.stripTies()      # a copy: the caller's score is left as it was
+    else:
+        expanded.stripTies(inPlace=True)  # expandRepeats always returns a new score: no second copy needed
+        score = expanded
     marks = list(score.recurse().getElementsByClass("MetronomeMark"))
     qpm = float(marks[0].getQuarterBPM() or DEFAULT_QPM) if marks else DEFAULT_QPM
     sec = 60.0 / qpm
