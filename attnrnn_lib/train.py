@@ -8,6 +8,7 @@ no-event accuracy over those whose label is. Checkpoints live in `run_dir/train`
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import math
 import os
@@ -32,8 +33,14 @@ METRICS = ("loss", "metrics/perplexity", "metrics/accuracy", "metrics/event_accu
 _SUMS = ("ce", "steps", "correct", "events", "event_correct", "no_events", "no_event_correct")
 
 
+@functools.cache
 def get_strategy() -> tf.distribute.Strategy:
-    """TPU if one is attached (Colab/Cloud), all GPUs if several, one GPU, else the CPU."""
+    """TPU if one is attached (Colab/Cloud), all GPUs if several, one GPU, else the CPU.
+
+    One strategy per process, however often it is asked for: a second TPU initialisation wipes the TPU, and a
+    second MirroredStrategy over the same devices reuses the first one's collective keys (its all-reduces then
+    fail with a shape mismatch as soon as the two models differ).
+    """
     if os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"):
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -54,6 +61,14 @@ def step_sums(logits, labels, lengths):
     return {"ce": tf.reduce_sum(ce * mask), "steps": tf.reduce_sum(mask), "correct": tf.reduce_sum(correct),
             "events": tf.reduce_sum(mask - no_event), "event_correct": tf.reduce_sum(correct * (1 - no_event)),
             "no_events": tf.reduce_sum(no_event), "no_event_correct": tf.reduce_sum(correct * no_event)}
+
+
+def clip_gradients(grads: list, hparams: HParams) -> list:
+    """Magenta's clipping of the whole batch's gradient: each tensor to `clip_norm` (2017+, `tf.clip_by_norm`),
+    or all of them together (2016, `tf.clip_by_global_norm`)."""
+    if hparams.clip_mode == "per_tensor":
+        return [tf.clip_by_norm(g, hparams.clip_norm) for g in grads]
+    return tf.clip_by_global_norm(grads, hparams.clip_norm)[0]
 
 
 def metrics_from_sums(s: dict) -> dict[str, float]:
@@ -82,11 +97,9 @@ class Run:
             self.model = AttentionRNN(hparams, mixed_precision=mixed_precision)  # see AttentionRNN
             schedule = keras.optimizers.schedules.ExponentialDecay(
                 hparams.learning_rate, hparams.decay_steps, hparams.decay_rate, staircase=True)
-            # TF1 AdamOptimizer defaults (Keras' epsilon is 1e-7). Keras' clipnorm clips each gradient tensor
-            # (Magenta 2017+), global_clipnorm all of them together (2016); both after cross-replica summing.
-            clip = ({"clipnorm": hparams.clip_norm} if hparams.clip_mode == "per_tensor"
-                    else {"global_clipnorm": hparams.clip_norm})
-            self.optimizer = keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8, **clip)
+            # TF1 AdamOptimizer defaults (Keras' epsilon is 1e-7). No clipnorm here: Keras would clip each
+            # replica's share of the gradient, not the whole batch's (see `clip_gradients`).
+            self.optimizer = keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
             self.optimizer.build(self.model.trainable_variables)
             self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.train_dir, max_to_keep=keep_checkpoints or None,
@@ -180,8 +193,14 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
             sums = step_sums(logits, labels, lengths)
             total_steps = context.all_reduce("sum", sums["steps"])
             loss = sums["ce"] / total_steps
-        grads = tape.gradient(loss, model.trainable_variables)   # Keras sums them across replicas
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        grads = tape.gradient(loss, model.trainable_variables)   # this replica's share of the batch's gradient
+        # Clip the sum over replicas, as Magenta clips the whole batch's gradient. Keras' own clipnorm would clip
+        # each share before summing them (N replicas could step up to N times as far), and Keras sums whatever
+        # each replica passes it: so each passes 1/N of the clipped sum.
+        grads = clip_gradients(context.all_reduce("sum", grads), hp)
+        replicas = strategy.num_replicas_in_sync
+        optimizer.apply_gradients(zip([g / replicas for g in grads] if replicas > 1 else grads,
+                                      model.trainable_variables))
         return sums
 
     # One trace for every batch length (the time axis is None in the spec), not a retrace mid-run.

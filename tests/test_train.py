@@ -1,7 +1,10 @@
 """Training on real Nottingham SequenceExamples: the loss falls, runs resume after a kill, the eval job works."""
 
 import glob
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -96,3 +99,63 @@ def test_mixed_precision_trains_with_float32_weights(tmp_path, nottingham_exampl
     assert {str(v.dtype) for v in run.model.trainable_variables} == {"float32"}
     logits, _ = run.model(tf.zeros([2, 5, 74]))
     assert logits.dtype == tf.float32
+
+
+_TWO_REPLICAS_PROBE = """
+import dataclasses, json, sys
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from attnrnn_lib import train
+from attnrnn_lib.config import PRESETS
+files, out_dir, results = [sys.argv[1]], sys.argv[2], {}
+# One strategy of each kind for the process (two MirroredStrategy objects reuse the same collective keys).
+strategies = {"one": tf.distribute.OneDeviceStrategy("/cpu:0"),
+              "two": tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])}
+for layout, clip_mode in (("first_layer", "per_tensor"), ("stack", "global")):
+    # No dropout (each replica draws its own masks) and a clip that every step hits.
+    hp = dataclasses.replace(PRESETS["ci"], layout=layout, clip_mode=clip_mode, dropout_keep_prob=1.0,
+                             clip_norm=0.01)
+    weights = {}
+    for name, strategy in strategies.items():
+        run = train.Run(f"{out_dir}/{layout}_{name}", hp, seed=0, strategy=strategy)
+        start = [v.numpy() for v in run.model.trainable_variables]
+        train.train(run, files, num_steps=2, summary_frequency=2, save_checkpoint_steps=100, seed=0)
+        weights[name] = [v.numpy() for v in run.model.trainable_variables]
+    # The two replicas' checkpoint, restored on one device (trained on several GPUs, generated with on a laptop).
+    again = train.Run(f"{out_dir}/{layout}_two", hp, strategy=strategies["one"], write_hparams=False)
+    restored_step = again.restore()
+    results[layout] = {
+        "restored_step": restored_step,
+        "restored_equal": all(np.array_equal(a, v.numpy()) for a, v in zip(weights["two"],
+                                                                           again.model.trainable_variables)),
+        "replicas": strategy.num_replicas_in_sync,
+        "max_difference": max(float(np.abs(a - b).max()) for a, b in zip(weights["one"], weights["two"])),
+        "smallest_move": min(float(np.abs(a - b).max()) for a, b in zip(start, weights["one"]))}
+print(json.dumps(results))
+"""
+
+
+def test_two_replicas_train_like_one_device_and_clip_the_whole_batchs_gradient(tmp_path, nottingham_examples):
+    """The multi-GPU/TPU path, run on two logical CPU devices: a batch split across replicas must make the same
+    update as the whole batch on one device. Magenta clips the whole batch's gradient; Keras' clipnorm clips each
+    replica's share before the sum, which let two replicas step up to twice as far (weights apart by 0.02 after
+    two steps here). In a fresh process: logical devices are fixed when TensorFlow starts."""
+    r = subprocess.run([sys.executable, "-c", _TWO_REPLICAS_PROBE, str(nottingham_examples[0]), str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads(r.stdout.strip().splitlines()[-1])
+    for layout, result in results.items():
+        assert result["replicas"] == 2, layout
+        assert result["smallest_move"] > 1e-3, (layout, result)     # every weight moved: the steps were taken
+        assert result["max_difference"] < 1e-5, (layout, result)
+        assert result["restored_step"] == 2 and result["restored_equal"], (layout, result)
+
+
+def test_get_strategy_makes_one_strategy_per_process():
+    """A second TPU initialisation would wipe the TPU, and a second MirroredStrategy would reuse the first one's
+    collective keys: every Run in a process (a notebook trains several) must share one strategy."""
+    first = train.get_strategy()
+    assert train.get_strategy() is first
+    assert first.num_replicas_in_sync == 1                             # this machine: its CPU
+    assert first.extended.worker_devices[0].endswith("CPU:0")
