@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 
-if "google.colab" in sys.modules:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+if "google.colab" in sys.modules:  # Colab: attnrnn at its pins, but Colab's own TensorFlow (GPU/TPU build) kept
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                            "git+https://github.com/attnrnn/attnrnn"])
+    subprocess.check_call([sys.executable, "-m", "attnrnn_lib.colab"])
 
 from attnrnn_lib import notebook_utils as nu  # first: it loads TensorFlow without its start-up notices
 

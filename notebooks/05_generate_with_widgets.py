@@ -11,9 +11,10 @@ import os
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+if "google.colab" in sys.modules:  # Colab: attnrnn at its pins, but Colab's own TensorFlow (GPU/TPU build) kept
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                            "git+https://github.com/attnrnn/attnrnn"])
+    subprocess.check_call([sys.executable, "-m", "attnrnn_lib.colab"])
     from google.colab import output
 
     output.enable_custom_widget_manager()

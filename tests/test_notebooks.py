@@ -34,6 +34,9 @@ def test_pair_is_in_sync_without_outputs_and_with_a_colab_badge(path):
     assert badge in from_ipynb.cells[0].source
     setup = from_ipynb.cells[1].source
     assert 'if "google.colab" in sys.modules' in setup and 'os.environ.get("ATTNRNN_SMOKE")' in setup
+    # attnrnn without its dependencies, then the rest through attnrnn_lib.colab: a plain install would put
+    # tensorflow-cpu over Colab's GPU/TPU TensorFlow.
+    assert '"--no-deps",' in setup and '"-m", "attnrnn_lib.colab"' in setup
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
