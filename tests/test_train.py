@@ -129,7 +129,7 @@ for layout, clip_mode in (("first_layer", "per_tensor"), ("stack", "global")):
         "restored_step": restored_step,
         "restored_equal": all(np.array_equal(a, v.numpy()) for a, v in zip(weights["two"],
                                                                            again.model.trainable_variables)),
-        "replicas": strategy.num_replicas_in_sync,
+        "replicas": strategies["two"].num_replicas_in_sync,
         "max_difference": max(float(np.abs(a - b).max()) for a, b in zip(weights["one"], weights["two"])),
         "smallest_move": min(float(np.abs(a - b).max()) for a, b in zip(start, weights["one"]))}
 print(json.dumps(results))
@@ -145,6 +145,7 @@ def test_two_replicas_train_like_one_device_and_clip_the_whole_batchs_gradient(t
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     results = json.loads(r.stdout.strip().splitlines()[-1])
+    assert sorted(results) == ["first_layer", "stack"]
     for layout, result in results.items():
         assert result["replicas"] == 2, layout
         assert result["smallest_move"] > 1e-3, (layout, result)     # every weight moved: the steps were taken
@@ -156,6 +157,4 @@ def test_get_strategy_makes_one_strategy_per_process():
     """A second TPU initialisation would wipe the TPU, and a second MirroredStrategy would reuse the first one's
     collective keys: every Run in a process (a notebook trains several) must share one strategy."""
     first = train.get_strategy()
-    assert train.get_strategy() is first
-    assert first.num_replicas_in_sync == 1                             # this machine: its CPU
-    assert first.extended.worker_devices[0].endswith("CPU:0")
+    assert isinstance(first, tf.distribute.Strategy) and train.get_strategy() is first
