@@ -198,9 +198,8 @@ def train(run: Run, files: list[str], num_steps: int | None = None, summary_freq
         # each share before summing them (N replicas could step up to N times as far), and Keras sums whatever
         # each replica passes it: so each passes 1/N of the clipped sum.
         grads = clip_gradients(context.all_reduce("sum", grads), hp)
-        replicas = strategy.num_replicas_in_sync
-        optimizer.apply_gradients(zip([g / replicas for g in grads] if replicas > 1 else grads,
-                                      model.trainable_variables))
+        replicas = strategy.num_replicas_in_sync   # dividing by 1 is exact: one device's numbers are unchanged
+        optimizer.apply_gradients(zip([g / replicas for g in grads], model.trainable_variables))
         return sums
 
     # One trace for every batch length (the time axis is None in the spec), not a retrace mid-run.
