@@ -25,7 +25,7 @@ from attnrnn_lib._note_seq import music_pb2
 
 from attnrnn_lib import tfrecord
 from attnrnn_lib.errors import UsageError
-from attnrnn_lib.parallel import default_workers, ordered_map
+from attnrnn_lib.parallel import ordered_map, usable_cores
 
 log = logging.getLogger("attnrnn")
 
@@ -177,7 +177,7 @@ def build_corpus(names: tuple[str, ...] = DEFAULT_CORPORA, output_file: str | No
         skipped: dict[str, int] = {}
         n_ok = 0
         with tfrecord.AtomicTFRecordWriter(cached, overwrite=True) as w:
-            for tune, (rec, reason) in zip(tunes, ordered_map(_convert_tune, tunes, num_workers or default_workers(),
+            for tune, (rec, reason) in zip(tunes, ordered_map(_convert_tune, tunes, num_workers or usable_cores(),
                                                               desc="parsing tunes", unit="tune")):
                 if rec is None:
                     skipped[reason] = skipped.get(reason, 0) + 1

@@ -20,7 +20,7 @@ from attnrnn_lib._note_seq import music_pb2
 
 from attnrnn_lib import encoding, melodies, outputs, tfrecord
 from attnrnn_lib.errors import UsageError
-from attnrnn_lib.parallel import default_workers, ordered_map
+from attnrnn_lib.parallel import ordered_map, usable_cores
 
 TRAIN_FILE = "training_melodies.tfrecord"
 EVAL_FILE = "eval_melodies.tfrecord"
@@ -165,7 +165,7 @@ def create_dataset(records: Iterable[bytes], output_dir: str, eval_ratio: float 
                            {"training": collections.Counter(), "eval": collections.Counter()})
     writers = {k: tfrecord.AtomicTFRecordWriter(p, overwrite=True) for k, p in paths.items()}
     try:
-        for results in ordered_map(_process, jobs, num_workers or default_workers(), desc="melodies",
+        for results in ordered_map(_process, jobs, num_workers or usable_cores(), desc="melodies",
                                    unit=f"x{_BATCH} seq"):
             for split, framed, stats in results:
                 report.inputs[split] += 1

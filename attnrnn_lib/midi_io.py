@@ -23,7 +23,7 @@ from attnrnn_lib._note_seq import abc_parser, midi_io, music_pb2, musicxml_reade
 
 from attnrnn_lib import tfrecord
 from attnrnn_lib.errors import UsageError
-from attnrnn_lib.parallel import default_workers, ordered_map
+from attnrnn_lib.parallel import ordered_map, usable_cores
 
 log = logging.getLogger("attnrnn")
 
@@ -189,7 +189,7 @@ def convert_directory(input_dir: str, output_file: str, recursive: bool = False,
     report = ConversionReport()
     jobs = [_Job(root, rel, collection) for rel in files]
     with tfrecord.AtomicTFRecordWriter(output_file, overwrite=True) as writer:
-        for job, (records, reason) in zip(jobs, ordered_map(_convert_one, jobs, num_workers or default_workers(),
+        for job, (records, reason) in zip(jobs, ordered_map(_convert_one, jobs, num_workers or usable_cores(),
                                                             desc="converting")):
             if reason:
                 report.skipped[job.rel] = reason

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import os
-
 import keras
 import tensorflow as tf
 
@@ -16,7 +14,14 @@ from attnrnn_lib.attention_cell import AttentionCell
 from attnrnn_lib.config import HParams
 from attnrnn_lib.encoding import INPUT_SIZE, NUM_CLASSES
 from attnrnn_lib.lstm_recurrence import LSTMRecurrence, dropped, project
+from attnrnn_lib.parallel import usable_cores
 from attnrnn_lib.recurrence import AttentionRecurrence
+
+
+# A CPU training step splits its batch into pieces, one per core; each holds at least this many sequences. Smaller
+# pieces cost more per sequence (16 sequences: about 10 % more than 64; bench/RESULTS.md), and on two cores this
+# keeps the split of every batch of 16 or more.
+MIN_PIECE = 8
 
 
 def dropout_keep(shape, keep_prob: float, seed):
@@ -95,20 +100,20 @@ class AttentionRNN(keras.Model):
                                    seeds[n + k]) for k in range(len(cell.outer))] if dropout else []
         last_keep = ([dropout_keep([steps, batch, hp.rnn_layer_sizes[-1]], hp.dropout_keep_prob, seeds[-1])]
                      if dropout and cell.outer else [])
-        # Sequences are independent: on a CPU, halves of the batch run through the whole model on two cores at
-        # once, and only their logits are joined (the memory a training step holds is the sum of the halves').
+        # Sequences are independent: on a CPU, pieces of the batch run through the whole model on separate cores
+        # at once, and only their logits are joined (the memory a training step holds is the sum of the pieces').
         shards = self._shards(inputs)
-        halves = lambda ts: [tf.split(t, shards, axis=1) for t in ts]          # noqa: E731
-        inner_halves, outer_halves, last_halves = halves(masks), halves(outer_keep), halves(last_keep)
+        pieces = lambda ts: [tf.split(t, shards, axis=1) for t in ts]          # noqa: E731
+        inner_pieces, outer_pieces, last_pieces = pieces(masks), pieces(outer_keep), pieces(last_keep)
         logits, attention = [], []
         for i, xs in enumerate(tf.split(inputs, shards, axis=0)):
             xs = tf.transpose(xs, [1, 0, 2])            # [T, b, 74]; int8 batches stay int8 (the kernel casts)
             h, alpha = recurrence(xs, w_x, b_x, m1, *cell.lstm_kernels[1:n], *cell.lstm_biases[1:n],
-                                  *[m[i] for m in inner_halves], *weights)     # [T, b, A], [T, b, L]
-            keeps = [k[i] for k in outer_halves] or [None] * len(cell.outer)
+                                  *[m[i] for m in inner_pieces], *weights)     # [T, b, A], [T, b, L]
+            keeps = [k[i] for k in outer_pieces] or [None] * len(cell.outer)
             for k, keep in enumerate(keeps):
                 h = self._outer(h, cell.lstm_kernels[n + k], cell.lstm_biases[n + k], keep)  # [T, b, u]
-            for keep in last_halves:
+            for keep in last_pieces:
                 h = dropped(h, keep[i], hp.dropout_keep_prob)
             logits.append(self._project(h, self.fc_weights) + self.fc_biases)      # [T, b, 40]
             attention.append(alpha)
@@ -121,9 +126,13 @@ class AttentionRNN(keras.Model):
 
     @staticmethod
     def _shards(inputs) -> int:
+        """How many pieces a CPU splits a batch into: one per usable core, each of at least `MIN_PIECE` sequences,
+        and a divisor of the batch so that every piece runs the same compiled kernels. 1 on a GPU or TPU."""
         batch = inputs.shape[0]
         cpu_only = not tf.config.list_logical_devices("GPU") and not tf.config.list_logical_devices("TPU")
-        return 2 if cpu_only and (os.cpu_count() or 1) > 1 and batch and batch % 2 == 0 and batch >= 16 else 1
+        if not batch or not cpu_only:
+            return 1
+        return max(n for n in range(1, usable_cores() + 1) if batch % n == 0 and (n == 1 or batch // n >= MIN_PIECE))
 
     def zero_state(self, batch_size):
         return self.cell.zero_state(batch_size)

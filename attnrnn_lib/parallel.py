@@ -12,8 +12,38 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+def _words(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def _cgroup_cpu_limit() -> float | None:
+    """This process's container CPU quota in cores (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us`), or None."""
+    v2 = _words("/sys/fs/cgroup/cpu.max")                                   # "max 100000" or "200000 100000"
+    v1 = _words("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") + _words("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    for words in (v2, v1):
+        try:
+            quota, period = float(words[0]), float(words[1])
+        except (IndexError, ValueError):                 # no such file, or "max": no limit
+            continue
+        if quota > 0 and period > 0:                     # v1 writes -1 for no limit
+            return quota / period
+    return None
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may use: its affinity, capped by its container's CPU quota (the default number
+    of worker processes, and of pieces a CPU training step splits a batch into).
+
+    A container held to 2 CPUs by a quota still shows all its host's CPUs to `os.cpu_count()` and to the affinity
+    mask; work split for 64 cores would then queue on 2.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    return max(1, min(cores, int(limit)) if limit else cores)
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], num_workers: int, desc: str,

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from attnrnn_lib import input_pipeline
+from attnrnn_lib import model as model_module
 from attnrnn_lib.attention_cell import AttentionCell
 from attnrnn_lib.config import PRESETS
 from attnrnn_lib.model import AttentionRNN, count_params, dropout_mask
@@ -145,6 +146,29 @@ def test_dropout_is_seeded_and_only_in_training(melodies):
     d, _ = model(melodies)
     np.testing.assert_array_equal(a, b)
     assert float(tf.reduce_max(tf.abs(a - c))) > 1e-3 and float(tf.reduce_max(tf.abs(a - d))) > 1e-3
+
+
+@pytest.mark.parametrize("preset", ["magenta_2016", "magenta_2017"])
+def test_splitting_a_batch_across_cores_changes_no_number(preset, nottingham_examples, monkeypatch):
+    """On a CPU a batch runs as one piece per core; 1, 2 or 4 pieces give the same logits, attention and gradients
+    (each layout splits its own dropout masks: inside the wrapper in 2016, after it in 2017)."""
+    melodies = real_inputs(nottingham_examples[0], n=40, steps=24)[:32]                  # [32, 24, 74]
+    assert melodies.shape[0] == 32
+    model = AttentionRNN(PRESETS[preset].replace(rnn_layer_sizes=(12, 10), attn_length=5))
+    results = []
+    for cores in (1, 2, 4, 64):
+        monkeypatch.setattr(model_module, "usable_cores", lambda: cores)
+        with tf.GradientTape() as tape:
+            logits, attention = model(melodies, training=True, seed=tf.constant([5, 6], tf.int64))
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                tf.argmax(melodies[:, 1:, :38], -1) + 2, logits[:, :-1]))
+        results.append((model._shards(melodies), logits, attention, tape.gradient(loss, model.trainable_variables)))
+    assert [r[0] for r in results] == [1, 2, 4, 4]          # 64 cores: still pieces of at least MIN_PIECE = 8
+    for _, logits, attention, grads in results[1:]:
+        np.testing.assert_allclose(logits, results[0][1], atol=1e-5)
+        np.testing.assert_allclose(attention, results[0][2], atol=1e-6)
+        for g, g1 in zip(grads, results[0][3]):
+            np.testing.assert_allclose(g, g1, atol=1e-6 + 1e-4 * float(tf.reduce_max(tf.abs(g1))))
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.8])
