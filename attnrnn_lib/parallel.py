@@ -20,10 +20,10 @@ def _words(path: str) -> list[str]:
         return []
 
 
-def _cgroup_cpu_limit() -> float | None:
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
     """This process's container CPU quota in cores (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us`), or None."""
-    v2 = _words("/sys/fs/cgroup/cpu.max")                                   # "max 100000" or "200000 100000"
-    v1 = _words("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") + _words("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    v2 = _words(f"{root}/cpu.max")                                           # "max 100000" or "200000 100000"
+    v1 = _words(f"{root}/cpu/cpu.cfs_quota_us") + _words(f"{root}/cpu/cpu.cfs_period_us")
     for words in (v2, v1):
         try:
             quota, period = float(words[0]), float(words[1])
@@ -42,7 +42,7 @@ def usable_cores() -> int:
     mask; work split for 64 cores would then queue on 2.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    limit = _cgroup_cpu_limit()
+    limit = cgroup_cpu_limit()
     return max(1, min(cores, int(limit)) if limit else cores)
 
 
