@@ -1,4 +1,5 @@
-"""An ordered, progress-reporting map over worker processes (the one place that owns the pool)."""
+"""How many cores this process may use, and an ordered, progress-reporting map over worker processes (the one
+place that owns the pool)."""
 
 from __future__ import annotations
 
