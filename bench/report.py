@@ -1,6 +1,7 @@
 """Collects the ROW lines the benchmark scripts print into one table, with the machine it ran on.
 
-Prints the table and rewrites the "Latest run_all" section of bench/RESULTS.md (between its markers).
+Prints the table and rewrites the "Latest run_all" sections of bench/RESULTS.md and README.md (between their
+markers), so that the two never show different runs.
 Usage: python bench/report.py LOG_DIR [--quick]     (run by bench/run_all)
 """
 
@@ -15,7 +16,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
+RESULTS, README = ROOT / "bench" / "RESULTS.md", ROOT / "README.md"
 START, END = "<!-- run_all:start -->", "<!-- run_all:end -->"
 
 
@@ -46,12 +47,12 @@ def main() -> None:
     table += ["| " + " | ".join(r) + " |" for r in rows]
     text = "\n".join(table)
     print("\n" + text)
-    old = RESULTS.read_text()
-    if START in old and END in old:
-        new = old[:old.index(START) + len(START)] + "\n" + text + "\n" + old[old.index(END):]
-    else:
-        new = old.rstrip() + f"\n\n## Latest run_all\n\n{START}\n{text}\n{END}\n"
-    RESULTS.write_text(new)
+    for path in (RESULTS, README):
+        old = path.read_text()
+        if START in old and END in old:
+            path.write_text(old[:old.index(START) + len(START)] + "\n" + text + "\n" + old[old.index(END):])
+        elif path == RESULTS:
+            path.write_text(old.rstrip() + f"\n\n## Latest run_all\n\n{START}\n{text}\n{END}\n")
 
 
 if __name__ == "__main__":
