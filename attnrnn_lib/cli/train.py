@@ -55,6 +55,9 @@ def main_args(args) -> int:
         from attnrnn_lib.dataset import resolve_files
 
         resolve_files(args.sequence_example_file)
+    from attnrnn_lib import heap
+
+    heap.keep_freed_memory()   # before TensorFlow starts its threads, or it has no effect (heap.py)
     common.import_tensorflow_quietly()
     import tensorflow as tf
 
