@@ -49,4 +49,4 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settings = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD))
-    return all([mallopt(param, value) == 1 for param, value in settings])
+    return all([mallopt(param, value) == 1 for param, value in settings])   # a list: every setting is tried
