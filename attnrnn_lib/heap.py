@@ -9,8 +9,12 @@ host that was 27 million faults in a 60-step run and a quarter of the CPU time s
 
 Raising glibc's mmap threshold to its largest allowed value, its trim threshold beyond any step's size, and the
 room it keeps when a heap shrinks keeps those blocks in the heap, where the next step reuses them: half the
-faults, half the system time, and 12-15 % more training throughput on that host, for about 0.07 GB more peak RSS
-(bench/RESULTS.md). Blocks over 32 MB are still mapped and unmapped each time (glibc allows no higher threshold).
+faults, half the system time, and 12-15 % more training throughput on that host. Blocks over that threshold
+(32 MB: glibc allows no higher) were still mapped and unmapped each time, the other half of the faults, until
+mmap was switched off altogether (a count of 0 blocks served by mmap): then under 2 % of the original faults were left
+and training ran 10-28 % faster again, for about 0.1 GB more peak RSS (bench/RESULTS.md). What still faults: blocks
+over 64 MB asked for by a thread other than the main one, which glibc maps whatever the settings (no thread heap
+can hold them).
 
 Call it before TensorFlow is imported, as `attention_rnn_train` does: called once TensorFlow had built the model
 and its thread pools, it changed neither the fault count nor the speed.
@@ -25,6 +29,7 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 # glibc's largest allowed mmap threshold on 64-bit systems (half its 64 MB per-thread heap size).
 MMAP_THRESHOLD = 32 << 20
 # Free space the heap keeps at its top before it gives memory back: more than a training step frees. mallopt takes
@@ -33,10 +38,14 @@ TRIM_THRESHOLD = 2**31 - 1
 # Spare room kept when a heap grows or shrinks. TensorFlow allocates from many threads, each with its own 64 MB
 # heaps, and glibc unmaps a thread's heap as soon as it is empty unless this much room would be left: at 64 MB, never.
 TOP_PAD = 64 << 20
+# How many blocks may be served by mmap at once: none. A block over the threshold (XLA's per-call buffers, some of
+# a step's gradients) then comes from a heap too, and stays there for the next step instead of being unmapped.
+MMAP_MAX = 0
 
 
 def keep_freed_memory() -> bool:
-    """Sets glibc's mmap and trim thresholds and top pad (above) for this process; returns whether all took effect.
+    """Sets glibc's mmap threshold and count, trim threshold and top pad (above) for this process; returns whether
+    all took effect.
 
     A no-op returning False where the C library is not glibc (macOS, Windows, musl's `mallopt` accepts nothing).
     Memory freed by this process then stays mapped in it for reuse; its peak RSS is what it was.
@@ -48,5 +57,6 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    settings = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD))
+    settings = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_MMAP_MAX, MMAP_MAX), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+                (_M_TOP_PAD, TOP_PAD))
     return all([mallopt(param, value) == 1 for param, value in settings])   # a list: every setting is tried

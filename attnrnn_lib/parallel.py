@@ -136,7 +136,7 @@ def _map_in_workers(fn: Callable[[T], R], items: list[T], num_workers: int, chun
     parent_ends: list = []
     _JOBS[token] = (fn, items, parent_ends)
     workers = []                                      # (process, task pipe, result pipe)
-    finished = False
+    stopped = False
     try:
         for _ in range(num_workers):
             task_r, task_w = ctx.Pipe(duplex=False)
@@ -172,19 +172,34 @@ def _map_in_workers(fn: Callable[[T], R], items: list[T], num_workers: int, chun
                     except (EOFError, OSError):
                         proc = next(w[0] for w in workers if w[2] is conn)
                         proc.join(5)
-                        raise WorkerDied(f"a worker process ended (exit code {proc.exitcode}) before returning "
-                                         "its results") from None
+                        raise WorkerDied(_how_it_ended(proc.exitcode)) from None
                     queued[id(conn)] -= 1
                     if not ok:
                         error, trace = payload
                         raise error from _RemoteTraceback(trace)
                     done[number] = payload
                     feed()
+            if awaited == len(starts) - 1:        # all results are in: let the workers go before the last
+                _stop(workers, gently=True)         # yield, which a caller such as zip() may never resume from
+                stopped = True
             yield from done.pop(awaited)
-        finished = True
     finally:
         _JOBS.pop(token, None)
-        _stop(workers, gently=finished)
+        if not stopped:
+            _stop(workers, gently=False)
+
+
+def _how_it_ended(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+        if exitcode == -signal.SIGKILL:
+            how += " (out of memory? fewer --num_workers use less)"
+    else:
+        how = f"ended with exit code {exitcode}"
+    return f"a worker process {how} before returning its results"
 
 
 def _stop(workers: list, gently: bool) -> None:

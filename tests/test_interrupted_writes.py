@@ -5,11 +5,15 @@ would take a file past the limit fails with EFBIG, exactly where a full disk fai
 """
 
 import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.test_parallel import pid_is_running
 
 _LIMITED = ("import resource, signal, subprocess, sys; limit = int(sys.argv[1]); "
             "r = subprocess.run(sys.argv[2:], preexec_fn=lambda: (signal.signal(signal.SIGXFSZ, signal.SIG_IGN), "
@@ -54,6 +58,37 @@ def test_create_dataset_leaves_neither_file(tmp_path, note_sequences):
                 python=limited(1_000_000))
     assert_failed_cleanly(r)
     assert files_under(tmp_path) == []       # not even the eval file, which is small enough to fit
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"),
+                    reason="needs Linux's /proc/PID/task/TID/children to find the worker processes")
+def test_a_worker_killed_mid_conversion_fails_the_command_cleanly(tmp_path, nottingham_melody):
+    """As the out-of-memory killer would: one of the command's worker processes gets SIGKILL mid-run."""
+    cmd = [sys.executable, "-m", "attnrnn_lib.cli.convert_dir_to_note_sequences", f"--input_dir={nottingham_melody}",
+           f"--output_file={tmp_path / 'ns.tfrecord'}", "--num_workers=2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    deadline = time.monotonic() + 120
+    while not _children(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers = _children(proc.pid)
+    assert workers, "the command ended before it started its workers"
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    lines = stderr.strip().splitlines()
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "Traceback" not in stderr and lines[-1].startswith("error: a worker process was killed by SIGKILL"), \
+        stderr[-3000:]
+    assert files_under(tmp_path) == []
+    assert not any(pid_is_running(p) for p in workers)
 
 
 def test_generate_writes_all_files_or_none(tmp_path):

@@ -83,7 +83,7 @@ def test_a_workers_exception_is_raised_in_the_caller_with_the_workers_traceback(
 
 
 def test_a_worker_that_dies_is_reported_not_waited_for():
-    with pytest.raises(parallel.WorkerDied, match="exit code 3"):
+    with pytest.raises(parallel.WorkerDied, match="ended with exit code 3"):
         list(parallel.ordered_map(die_on_five, range(40), 2, desc="test"))
     assert not multiprocessing.active_children()
 

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 from attnrnn_lib import import_tensorflow_quietly as _import_tf
 from attnrnn_lib.errors import UsageError
+from attnrnn_lib.parallel import WorkerDied
 
 EXIT_USAGE = 2    # bad flags or input: the user can fix the command
 EXIT_FAILED = 1   # the machine failed the command (disk full)
@@ -61,6 +62,9 @@ def run(main: Callable[[argparse.Namespace], int | None], parser: argparse.Argum
             raise
         print(f"error: writing failed: {e.strerror} (disk full or a file size limit); no partial output was left",
               file=sys.stderr)
+        return EXIT_FAILED
+    except WorkerDied as e:
+        print(f"error: {e}; no partial output was left", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
