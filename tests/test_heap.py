@@ -53,3 +53,39 @@ def test_freed_blocks_are_reused_without_page_faults():
     # glibc's defaults hand the blocks back and fault every page in again; kept, they fault almost none.
     assert faults_default > 0.5 * pages
     assert faults_kept < 0.02 * pages
+
+
+# More threads than cores, all holding a block at once: the distinct heaps their blocks come from are the arenas
+# glibc gave them (thread heaps are 64 MB-aligned; the main arena's blocks lie elsewhere and count as one more).
+ARENAS = r"""
+import ctypes, sys, threading
+from attnrnn_lib import heap, parallel
+ok = heap.keep_freed_memory() if sys.argv[1] == "keep" else None
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+n = parallel.usable_cores() + 4
+barrier, addresses = threading.Barrier(n), []
+def worker():
+    barrier.wait()
+    addresses.append(libc.malloc(1000))
+    barrier.wait()                               # no thread exits (freeing its arena for another) before all have one
+threads = [threading.Thread(target=worker) for _ in range(n)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(ok, len({a >> 26 for a in addresses}), parallel.usable_cores())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings exist on Linux only")
+def test_threads_share_one_arena_per_core():
+    def arenas(mode):
+        out = subprocess.run([sys.executable, "-c", ARENAS, mode], capture_output=True, text=True, check=True)
+        ok, count, cores = out.stdout.split()
+        return ok, int(count), int(cores)
+
+    _, default, cores = arenas("default")
+    ok, kept, _ = arenas("keep")
+    if ok != "True":
+        pytest.skip("the C library is not glibc (mallopt refused the settings)")
+    assert default > cores                        # glibc's default: up to eight arenas per core
+    assert kept <= cores
