@@ -11,10 +11,10 @@ Raising glibc's mmap threshold to its largest allowed value, its trim threshold 
 room it keeps when a heap shrinks keeps those blocks in the heap, where the next step reuses them: half the
 faults, half the system time, and 12-15 % more training throughput on that host. Blocks over that threshold
 (32 MB: glibc allows no higher) were still mapped and unmapped each time, the other half of the faults, until
-mmap was switched off altogether (a count of 0 blocks served by mmap): then under 2 % of the original faults were left
-and training ran 10-28 % faster again, for about 0.1 GB more peak RSS (bench/RESULTS.md). What still faults: blocks
-over 64 MB asked for by a thread other than the main one, which glibc maps whatever the settings (no thread heap
-can hold them).
+mmap was switched off altogether (a count of 0 blocks served by mmap): then under 2 % of the original faults
+were left and training ran 10-28 % faster again, for about 0.1 GB more peak RSS (bench/RESULTS.md). What still
+faults: blocks over 64 MB asked for by a thread other than the main one, which glibc maps whatever the settings
+(no thread heap can hold them).
 
 Call it before TensorFlow is imported, as `attention_rnn_train` does: called once TensorFlow had built the model
 and its thread pools, it changed neither the fault count nor the speed.
@@ -59,7 +59,8 @@ def keep_freed_memory() -> bool:
     returns whether all took effect.
 
     A no-op returning False where the C library is not glibc (macOS, Windows, musl's `mallopt` accepts nothing).
-    Memory freed by this process then stays mapped in it for reuse; its peak RSS is what it was.
+    Memory freed by this process then stays mapped in it for reuse, at the cost of some peak RSS (about 0.1 GB
+    for training on 2 cores).
     """
     if not sys.platform.startswith("linux"):
         return False

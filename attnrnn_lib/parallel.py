@@ -150,7 +150,7 @@ def _map_in_workers(fn: Callable[[T], R], items: list[T], num_workers: int, chun
         del _JOBS[token]
         starts = range(0, len(items), chunk)
         window = 4 * num_workers            # chunks done or under way beyond the one awaited: bounds memory
-        queued = {id(w[2]): 0 for w in workers}
+        queued = {result_r: 0 for _, _, result_r in workers}   # chunks sent, not yet returned
         done: dict[int, list] = {}
         sent = 0
 
@@ -158,22 +158,22 @@ def _map_in_workers(fn: Callable[[T], R], items: list[T], num_workers: int, chun
             nonlocal sent
             for proc, task_w, result_r in workers:
                 # two per worker, so each has its next chunk waiting when it finishes one
-                while queued[id(result_r)] < 2 and sent < len(starts) and sent < awaited + window:
+                while queued[result_r] < 2 and sent < len(starts) and sent < awaited + window:
                     task_w.send((sent, starts[sent], min(starts[sent] + chunk, len(items))))
-                    queued[id(result_r)] += 1
+                    queued[result_r] += 1
                     sent += 1
 
         for awaited in range(len(starts)):
             feed()
             while awaited not in done:
-                for conn in multiprocessing.connection.wait([w[2] for w in workers if queued[id(w[2])]]):
+                for conn in multiprocessing.connection.wait([conn for conn, n in queued.items() if n]):
                     try:
                         number, ok, payload = pickle.loads(conn.recv_bytes())
                     except (EOFError, OSError):
                         proc = next(w[0] for w in workers if w[2] is conn)
                         proc.join(5)
                         raise WorkerDied(_how_it_ended(proc.exitcode)) from None
-                    queued[id(conn)] -= 1
+                    queued[conn] -= 1
                     if not ok:
                         error, trace = payload
                         raise error from _RemoteTraceback(trace)
