@@ -239,9 +239,10 @@ class LSTMRecurrence:
 
             def grad(d_h):
                 d_h, kx, kh = pad_time(d_h, capacity), kernel[:width], kernel[width:]
+                kh_t = tf.transpose(kh)          # once, not per step: see AttentionRecurrence._transposed
 
                 def run_chunk(s, e, carry, grads):
-                    dz, *carry = self._backward(s, e, d_h, gates, c, kh, *carry)
+                    dz, *carry = self._backward(s, e, d_h, gates, c, kh_t, *carry)
                     dz = dz[:e - s]                                                # [e - s, batch, 4u]
                     d_kernel, d_bias, d_x = grads
                     keep_c = None if mask is None else mask[s:e]
@@ -277,14 +278,14 @@ class LSTMRecurrence:
                                    maximum_iterations=steps)
         return [ta.stack() for ta in arrays]
 
-    def _backward_chunk(self, s, e, d_h_ext, gates, cs, kh, dc, dh):
+    def _backward_chunk(self, s, e, d_h_ext, gates, cs, kh_t, dc, dh):
         """Steps e-1 .. s backward from the recurrent gradients (dc, dh) of step e; returns dz [chunk, batch, 4u]
-        (row t - s for step t) and the recurrent gradients of step s."""
+        (row t - s for step t) and the recurrent gradients of step s. `kh_t` is the recurrent kernel transposed."""
         dz_array = tf.TensorArray(tf.float32, size=self.chunk)
 
         def body(t, dc, dh, dz_array):
             dz, dc = lstm_backward(gates_at(gates, t), row(cs, t), before(cs, t), dh + row(d_h_ext, t), dc)
-            return t - 1, dc, tf.matmul(dz, kh, transpose_b=True), dz_array.write(t - s, dz)
+            return t - 1, dc, tf.matmul(dz, kh_t), dz_array.write(t - s, dz)
 
         _, dc, dh, dz_array = tf.while_loop(lambda t, *_: t >= s, body, (e - 1, dc, dh, dz_array),
                                             maximum_iterations=self.chunk)
