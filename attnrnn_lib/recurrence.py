@@ -107,11 +107,9 @@ class AttentionRecurrence:
         (YNNPACK) transpose such a right-hand side again on every call, that is every step; transposed once here,
         per backward pass, the loop's products take it as it is (about 10 % more training throughput on an AVX2
         host, bench/RESULTS.md)."""
-        n, nm = len(self.sizes), sum(self.has_mask)
-        out = list(loop_args)
-        for i in [0, *range(1, n), 2 * n - 1 + nm, 2 * n + 1 + nm, 2 * n + 3 + nm]:   # m1, kernels, kq, u, ko
-            out[i] = tf.transpose(out[i])
-        return out
+        _, _, _, m1, kernels, biases, masks, kq, bq, u, v, ko, bo = self._unpack((None,) * 3 + tuple(loop_args))
+        t = tf.transpose
+        return [t(m1), *map(t, kernels), *biases, *[m for m in masks if m is not None], t(kq), bq, t(u), v, t(ko), bo]
 
     def _gradients(self, steps, d_o_ext, saved, args, loop_args):
         """Every gradient, one backward chunk at a time: the chunk's per-step gradients go straight into the
@@ -221,10 +219,10 @@ class AttentionRecurrence:
         """Steps e-1 .. s backward. `carry` holds the recurrent gradients of step e, d v so far, and the window
         gradients already collected for the outputs e-L .. e-1; returns the same for step s (outputs s-L .. s-1)
         and the chunk's per-step gradients, [chunk, ...] with row t - s for step t. `args` start at m1, and m1,
-        the kernels, kq, u and ko come transposed (`_transposed`)."""
-        _, _, _, m1, kernels, biases, masks, kq, bq, u, v, ko, bo = self._unpack((None,) * 3 + args)
+        the kernels, kq, u and ko come transposed (`_transposed`): `m1_t` etc."""
+        _, _, _, m1_t, kernels_t, biases, masks, kq_t, bq, u_t, v, ko_t, bo = self._unpack((None,) * 3 + args)
         units, L, n = self.sizes, self.attn_length, len(self.sizes)
-        width, batch = u.shape[0], tf.shape(d_o_ext)[1]
+        width, batch = u_t.shape[0], tf.shape(d_o_ext)[1]
         gates, cs, alphas, o_hist = saved["gates"], saved["c"], saved["alpha"], saved["o_hist"]  # o_t: row L + t
         dcs, dhs, da_next, tail_o, tail_k, dv = carry
         # d_ohist / d_khist row r collects the gradient of output e - chunk - L + r from every window slot that
@@ -241,8 +239,8 @@ class AttentionRecurrence:
             # inside the loop they make XLA treat s or e as compile-time constants and compile once per chunk.
             dcs, dhs, da_next, d_ohist, d_khist, dv = carry
             d_key = row(d_khist, r)                                   # [batch, A]; o_t's key is now complete
-            d_o = row(d_o_ext, t) + row(d_ohist, r) + tf.matmul(d_key, u)
-            d_cat = tf.matmul(d_o, ko)              # [batch, u_n + A]
+            d_o = row(d_o_ext, t) + row(d_ohist, r) + tf.matmul(d_key, u_t)
+            d_cat = tf.matmul(d_o, ko_t)                              # [batch, u_n + A]
             d_out, da = d_cat[:, :units[-1]], d_cat[:, units[-1]:] + da_next
             # Attention read a = sum_l alpha_l W_l, scores e_l = v . tanh(K_l + q).
             wv, wk = _window(o_hist, t, L), _window(keys, i, L)      # [L, batch, A]
@@ -259,7 +257,7 @@ class AttentionRecurrence:
             d_q = tf.reduce_sum(d_pre, 0)                             # [batch, A]
             d_ohist = _add_rows(d_ohist, r - L, alpha[:, :, None] * da[None])   # outputs t-L .. t-1
             d_khist = _add_rows(d_khist, r - L, d_pre)
-            d_s = tf.split(tf.matmul(d_q, kq), s_sizes, axis=-1)
+            d_s = tf.split(tf.matmul(d_q, kq_t), s_sizes, axis=-1)
             # The stack, top layer first.
             new_dcs, new_dhs, dz_list = [None] * n, [None] * n, [None] * n
             d_above = d_out
@@ -270,10 +268,10 @@ class AttentionRecurrence:
                                                dcs[k] + d_s[2 * k])
                 dz_list[k] = dz
                 if k > 0:
-                    d_in = tf.matmul(dz, kernels[k - 1])
+                    d_in = tf.matmul(dz, kernels_t[k - 1])
                     d_above, new_dhs[k] = d_in[:, :units[k - 1]], d_in[:, units[k - 1]:]
                 else:
-                    d_in = tf.matmul(dz, m1)
+                    d_in = tf.matmul(dz, m1_t)
                     da_next, new_dhs[0] = d_in[:, :width], d_in[:, width:]
             items = dz_list + [d_q, d_o]
             return (t - 1, i - 1, r - 1, (new_dcs, new_dhs, da_next, d_ohist, d_khist, dv),
