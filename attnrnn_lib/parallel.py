@@ -159,7 +159,10 @@ def _map_in_workers(fn: Callable[[T], R], items: list[T], num_workers: int, chun
             for proc, task_w, result_r in workers:
                 # two per worker, so each has its next chunk waiting when it finishes one
                 while queued[result_r] < 2 and sent < len(starts) and sent < awaited + window:
-                    task_w.send((sent, starts[sent], min(starts[sent] + chunk, len(items))))
+                    try:
+                        task_w.send((sent, starts[sent], min(starts[sent] + chunk, len(items))))
+                    except OSError:               # it died while the caller held a result: a broken pipe
+                        raise _died(proc) from None
                     queued[result_r] += 1
                     sent += 1
 
@@ -170,9 +173,7 @@ def _map_in_workers(fn: Callable[[T], R], items: list[T], num_workers: int, chun
                     try:
                         number, ok, payload = pickle.loads(conn.recv_bytes())
                     except (EOFError, OSError):
-                        proc = next(w[0] for w in workers if w[2] is conn)
-                        proc.join(5)
-                        raise WorkerDied(_how_it_ended(proc.exitcode)) from None
+                        raise _died(next(w[0] for w in workers if w[2] is conn)) from None
                     queued[conn] -= 1
                     if not ok:
                         error, trace = payload
@@ -187,6 +188,12 @@ def _map_in_workers(fn: Callable[[T], R], items: list[T], num_workers: int, chun
         _JOBS.pop(token, None)
         if not stopped:
             _stop(workers, gently=False)
+
+
+def _died(proc) -> WorkerDied:
+    """The error for a worker found gone (its pipe at EOF or broken), once its exit status can be read."""
+    proc.join(5)
+    return WorkerDied(_how_it_ended(proc.exitcode))
 
 
 def _how_it_ended(exitcode: int | None) -> str:

@@ -61,6 +61,14 @@ def die_on_five(i):
     return i
 
 
+def sleep_on_zero_die_on_one(i):
+    if i == 0:
+        time.sleep(1)                   # the other worker meanwhile takes every chunk the window allows
+    elif i == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return i
+
+
 def length(blob):
     return len(blob), blob[:3]
 
@@ -85,6 +93,16 @@ def test_a_workers_exception_is_raised_in_the_caller_with_the_workers_traceback(
 def test_a_worker_that_dies_is_reported_not_waited_for():
     with pytest.raises(parallel.WorkerDied, match="ended with exit code 3"):
         list(parallel.ordered_map(die_on_five, range(40), 2, desc="test"))
+    assert not multiprocessing.active_children()
+
+
+def test_a_worker_that_dies_while_the_caller_holds_a_result_is_reported():
+    """Here the death is found by sending the dead worker its next chunk (a broken pipe), not by awaiting it."""
+    results = parallel.ordered_map(sleep_on_zero_die_on_one, range(16), 2, desc="test")   # chunks of one item
+    assert next(results) == 0
+    time.sleep(1)                       # the caller busy with item 0: worker 0 is killed on item 1
+    with pytest.raises(parallel.WorkerDied, match="was killed by SIGKILL"):
+        next(results)
     assert not multiprocessing.active_children()
 
 
