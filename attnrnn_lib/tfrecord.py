@@ -4,9 +4,9 @@ A TFRecord file is a run of records, each framed as
 ``uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)`` (little-endian).
 TensorFlow verifies both checksums when it reads, so they must be exact. Python has no CRC32C, so we
 compute it with numpy: every record is cut into fixed-size chunks, all chunks of all records are run
-through a slicing-by-4 table loop side by side, and the per-chunk remainders are folded together with
-the linear "append CHUNK zero bytes" operator. This keeps dataset building free of the 3-5 s TensorFlow
-import and is fast enough for hundreds of MB.
+through a table loop side by side (8 bytes a pass, four lookups in 16-bit-indexed tables), and the
+per-chunk remainders are folded together with the linear "append CHUNK zero bytes" operator. This keeps
+dataset building free of the 3-5 s TensorFlow import and is fast enough for hundreds of MB.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Iterable
 import numpy as np
 
 _POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected
-_CHUNK = 1024  # bytes per lane; a multiple of 4
+_CHUNK = 1024  # bytes per lane; a multiple of 8 (two words a pass)
 _MASK_DELTA = 0xA282EAD8
 _FLUSH_BYTES = 32 << 20  # checksum and write buffered records every 32 MiB
 
@@ -42,13 +42,44 @@ def _byte_tables() -> np.ndarray:
 _T = _byte_tables()
 
 
-def _run_words(regs: np.ndarray, words: np.ndarray) -> np.ndarray:
-    """Advances CRC registers over columns of little-endian 32-bit words: regs [lanes], words [lanes, n]."""
+def _after_zero_bytes(regs: np.ndarray) -> np.ndarray:
+    """Registers advanced over 4 zero bytes."""
     t0, t1, t2, t3 = _T
     m = np.uint32(0xFF)
-    for j in range(words.shape[1]):
-        c = regs ^ words[:, j]
-        regs = t3[c & m] ^ t2[(c >> np.uint32(8)) & m] ^ t1[(c >> np.uint32(16)) & m] ^ t0[c >> np.uint32(24)]
+    return (t3[regs & m] ^ t2[(regs >> np.uint32(8)) & m] ^ t1[(regs >> np.uint32(16)) & m]
+            ^ t0[regs >> np.uint32(24)])
+
+
+def _half_word_tables() -> np.ndarray:
+    """Four 65,536-entry tables: a word's low and high half followed by 0 (W0, W1) or 4 (V0, V1) zero bytes.
+
+    Indexing by 16 bits halves the table lookups of slicing-by-4, and numpy's cost is in its lookups."""
+    x = np.arange(1 << 16, dtype=np.uint32)
+    lo, hi = x & np.uint32(0xFF), x >> np.uint32(8)
+    t0, t1, t2, t3 = _T
+    w0, w1 = t3[lo] ^ t2[hi], t1[lo] ^ t0[hi]
+    return np.stack([w0, w1, _after_zero_bytes(w0), _after_zero_bytes(w1)])
+
+
+_W0, _W1, _V0, _V1 = _half_word_tables()
+
+
+def _run_words(regs: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Advances CRC registers over columns of little-endian 32-bit words: regs [lanes], words [lanes, n], n even.
+
+    Two words per pass: the first word's effect is looked up already advanced over the second's 4 bytes, so a
+    pass is four lookups (numpy's cost is in its lookups), done in place."""
+    assert words.shape[1] % 2 == 0, "an even number of words"
+    cols = np.ascontiguousarray(words.T)                            # [n, lanes]: a pass reads two rows
+    m, s = np.uint32(0xFFFF), np.uint32(16)
+    regs, half = regs.copy(), np.empty_like(regs)
+    for first, second in zip(cols[0::2], cols[1::2]):
+        regs ^= first
+        acc = np.take(_V0, np.bitwise_and(regs, m, out=half))
+        acc ^= np.take(_V1, np.right_shift(regs, s, out=half))
+        acc ^= np.take(_W0, np.bitwise_and(second, m, out=half))
+        acc ^= np.take(_W1, np.right_shift(second, s, out=half))
+        regs = acc
     return regs
 
 
