@@ -12,9 +12,11 @@ Usage (project venv, after ../shared/magenta/setup.sh; about 1 minute):
 
 from __future__ import annotations
 
+import atexit
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,7 @@ def wall(cmd: list[str]) -> tuple[float, str]:
 
 def main() -> None:
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_gen_"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     magenta_flags = ["--config=attention_rnn", f"--bundle_file={BUNDLE}", "--hparams=rnn_layer_sizes=[64,64]"]
     m_cli, _ = wall([str(MAGENTA / "melody_rnn_generate"), *magenta_flags, f"--output_dir={tmp}/m1", *FLAGS])
     _, text = wall([str(MAGENTA / "python"), str(ROOT.parent / "shared" / "magenta" / "bench_generate.py"),

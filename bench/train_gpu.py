@@ -11,7 +11,9 @@ Usage (project venv, on a machine with a GPU; a few minutes):
 from __future__ import annotations
 
 import argparse
+import atexit
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,7 @@ def main() -> None:
         print("no GPU (nvidia-smi found none): skipped")
         return
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_gpu_"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     train_file, _ = nottingham_examples(tmp)
     for precision, extra in (("float32", []), ("mixed bfloat16", ["--mixed_precision"])):
         cmd = [str(BIN / "attention_rnn_train"), f"--run_dir={tmp}/run_{len(extra)}",

@@ -19,10 +19,12 @@ Usage (project venv, after ../shared/magenta/setup.sh; about 10 minutes on 2 cor
 from __future__ import annotations
 
 import argparse
+import atexit
 import glob
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,7 +92,10 @@ def main() -> None:
     ap.add_argument("--magenta_steps", type=int, default=26)
     ap.add_argument("--our_steps", type=int, default=80)
     args = ap.parse_args()
+    if args.magenta_steps < 11:     # Magenta reports at steps 1, 6, 11, ...; its first 6 are warm-up
+        ap.error("--magenta_steps must be at least 11 (Magenta's speed is read from its reports after step 6)")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_train_"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)    # data and checkpoints: 220 MB a training run
     train_file, eval_file = nottingham_examples(tmp)
     avg = mean_length(train_file)
     print(f"# data: Nottingham melodies, {train_file.split('/')[-1]} mean length {avg:.1f} steps; {os.cpu_count()} CPUs")
