@@ -68,7 +68,7 @@ def _run_words(regs: np.ndarray, words: np.ndarray) -> np.ndarray:
     """Advances CRC registers over columns of little-endian 32-bit words: regs [lanes], words [lanes, n], n even.
 
     Two words per pass: the first word's effect is looked up already advanced over the second's 4 bytes, so a
-    pass is four lookups (numpy's cost is in its lookups), done in place."""
+    pass is four lookups, done in place."""
     assert words.shape[1] % 2 == 0, "an even number of words"
     cols = np.ascontiguousarray(words.T)                            # [n, lanes]: a pass reads two rows
     m, s = np.uint32(0xFFFF), np.uint32(16)

@@ -21,6 +21,15 @@ def shared(*parts: str) -> pathlib.Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def subprocess_tmpdir(tmp_path_factory):
+    """Every process a test starts (commands, notebook kernels) gets its temp folder inside pytest's: a process a
+    test kills cannot remove TensorFlow's autograph files, and the notebooks make run folders with mkdtemp."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmp")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def nottingham_melody() -> pathlib.Path:
     return shared("nottingham", "melody")

@@ -45,7 +45,6 @@ def test_notebook_runs_top_to_bottom_in_smoke_mode(path, tmp_path, monkeypatch):
 
     nb = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
     monkeypatch.setenv("ATTNRNN_SMOKE", "1")
-    monkeypatch.setenv("TMPDIR", str(tmp_path))   # the training notebooks' run folders (mkdtemp) stay in the test's
     client = NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(tmp_path)}},
                             kernel_name="python3")
     client.km = client.create_kernel_manager()
