@@ -42,12 +42,16 @@ def _byte_tables() -> np.ndarray:
 _T = _byte_tables()
 
 
+def _by_bytes(tables, regs: np.ndarray) -> np.ndarray:
+    """A linear map of 32-bit registers applied byte by byte: tables[k] holds the image of byte k (lowest first)."""
+    m = np.uint32(0xFF)
+    return (tables[0][regs & m] ^ tables[1][(regs >> np.uint32(8)) & m] ^ tables[2][(regs >> np.uint32(16)) & m]
+            ^ tables[3][regs >> np.uint32(24)])
+
+
 def _after_zero_bytes(regs: np.ndarray) -> np.ndarray:
     """Registers advanced over 4 zero bytes."""
-    t0, t1, t2, t3 = _T
-    m = np.uint32(0xFF)
-    return (t3[regs & m] ^ t2[(regs >> np.uint32(8)) & m] ^ t1[(regs >> np.uint32(16)) & m]
-            ^ t0[regs >> np.uint32(24)])
+    return _by_bytes(_T[::-1], regs)
 
 
 def _half_word_tables() -> np.ndarray:
@@ -68,7 +72,7 @@ def _run_words(regs: np.ndarray, words: np.ndarray) -> np.ndarray:
     """Advances CRC registers over columns of little-endian 32-bit words: regs [lanes], words [lanes, n], n even.
 
     Two words per pass: the first word's effect is looked up already advanced over the second's 4 bytes, so a
-    pass is four lookups, done in place."""
+    pass is four lookups (their index buffer reused)."""
     assert words.shape[1] % 2 == 0, "an even number of words"
     cols = np.ascontiguousarray(words.T)                            # [n, lanes]: a pass reads two rows
     m, s = np.uint32(0xFFFF), np.uint32(16)
@@ -130,12 +134,9 @@ def crc32c_many(messages: list[bytes]) -> np.ndarray:
     rows = np.repeat(np.arange(len(big)), n_chunks)
     cols = np.concatenate([np.arange(width - k, width) for k in n_chunks])
     grid[rows, cols] = regs
-    z0, z1, z2, z3 = _Z
-    m8 = np.uint32(0xFF)
     s = np.zeros(len(big), np.uint32)
     for j in range(width):
-        s = z0[s & m8] ^ z1[(s >> np.uint32(8)) & m8] ^ z2[(s >> np.uint32(16)) & m8] ^ z3[s >> np.uint32(24)]
-        s ^= grid[:, j]
+        s = _by_bytes(_Z, s) ^ grid[:, j]
     out[big] = s ^ np.uint32(0xFFFFFFFF)
     return out
 

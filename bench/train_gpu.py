@@ -11,14 +11,11 @@ Usage (project venv, on a machine with a GPU; a few minutes):
 from __future__ import annotations
 
 import argparse
-import atexit
 import pathlib
-import shutil
 import subprocess
 import sys
-import tempfile
 
-from train_vs_magenta import BIN, ENV, logged_tokens_per_s, nottingham_examples
+from train_vs_magenta import BIN, ENV, logged_tokens_per_s, nottingham_examples, scratch_dir
 
 
 def gpu_name() -> str | None:
@@ -37,8 +34,7 @@ def main() -> None:
     if name is None:
         print("no GPU (nvidia-smi found none): skipped")
         return
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_gpu_"))
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    tmp = scratch_dir("bench_gpu_")
     train_file, _ = nottingham_examples(tmp)
     for precision, extra in (("float32", []), ("mixed bfloat16", ["--mixed_precision"])):
         cmd = [str(BIN / "attention_rnn_train"), f"--run_dir={tmp}/run_{len(extra)}",

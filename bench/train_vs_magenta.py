@@ -50,6 +50,13 @@ def run_timed(cmd: list[str], log: pathlib.Path) -> tuple[float, float]:
     return time.time() - t, rss
 
 
+def scratch_dir(prefix: str) -> pathlib.Path:
+    """A new temp folder, removed when the script exits (data and checkpoints: 220 MB a training run)."""
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return tmp
+
+
 def nottingham_examples(tmp: pathlib.Path) -> tuple[str, str]:
     """The Nottingham melodies through our two data commands (25 % eval, seed 0): (training, eval) files."""
     subprocess.run([str(BIN / "convert_dir_to_note_sequences"), f"--input_dir={DATA}",
@@ -94,8 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.magenta_steps < 11:     # Magenta reports at steps 1, 6, 11, ...; its first 6 are warm-up
         ap.error("--magenta_steps must be at least 11 (Magenta's speed is read from its reports after step 6)")
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_train_"))
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)    # data and checkpoints: 220 MB a training run
+    tmp = scratch_dir("bench_train_")
     train_file, eval_file = nottingham_examples(tmp)
     avg = mean_length(train_file)
     print(f"# data: Nottingham melodies, {train_file.split('/')[-1]} mean length {avg:.1f} steps; {os.cpu_count()} CPUs")
